@@ -1,0 +1,3 @@
+"""Training-loop components, registered into mmpretrain's registries."""
+from .hooks import *  # noqa: F401,F403
+from .optimizers import *  # noqa: F401,F403

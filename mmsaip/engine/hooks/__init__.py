@@ -1,0 +1,3 @@
+from .saip_teacher_hook import SAIPTeacherHook
+
+__all__ = ['SAIPTeacherHook']

@@ -1,0 +1,3 @@
+from .saip_data_preprocessor import SAIPDataPreprocessor
+
+__all__ = ['SAIPDataPreprocessor']

@@ -1,0 +1,3 @@
+from .attention_distill_loss import AttentionDistillLoss
+
+__all__ = ['AttentionDistillLoss']

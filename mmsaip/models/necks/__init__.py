@@ -1,0 +1,3 @@
+from .csm_projector import CSMProjector
+
+__all__ = ['CSMProjector']

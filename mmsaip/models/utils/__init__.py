@@ -1,0 +1,8 @@
+from .anchor_mask import AnchorMask, anchor_grid_mask
+from .cosine_momentum_ema import CosineMomentumEMA
+from .pos_embed import resize_pos_embed_flat1d, resize_pos_embed_to_grid
+
+__all__ = [
+    'AnchorMask', 'anchor_grid_mask', 'CosineMomentumEMA',
+    'resize_pos_embed_flat1d', 'resize_pos_embed_to_grid'
+]

@@ -1,0 +1,210 @@
+"""SAIP algorithm on tiny shapes."""
+import math
+
+import pytest
+import torch
+from saip_test_utils import tiny_saip_model_cfg
+from mmpretrain.registry import MODELS
+
+import mmsaip  # noqa: F401
+
+LOSS_KEYS = {
+    'loss_csm', 'loss_csm_attn', 'loss_csr', 'loss_css_inst', 'loss_css_roi'
+}
+DIAGNOSTIC_KEYS = {
+    'ema_momentum', 'csm_teacher_temp', 'csm_teacher_entropy',
+    'css_inst_iou', 'css_roi_iou'
+}
+
+
+def make_batch(batch_size: int = 2, num_local: int = 2) -> dict:
+    """Random uint8 views with two known pasted rectangles per canvas."""
+    generator = torch.Generator().manual_seed(1)
+
+    def images(*shape):
+        return torch.randint(
+            0, 256, shape, dtype=torch.uint8, generator=generator)
+
+    samples = []
+    for _ in range(batch_size):
+        inst_mask = torch.zeros(56, 56, dtype=torch.bool)
+        roi_mask = torch.zeros(56, 56, dtype=torch.bool)
+        roi_mask[8:40, 0:16] = True
+        inst_mask[16:48, 24:40] = True
+        samples.append(
+            dict(
+                global_views=images(2, 3, 64, 32),
+                local_views=images(num_local, 3, 32, 16),
+                roi_view=images(3, 32, 16),
+                region_view=images(3, 32, 16),
+                canvas=images(3, 56, 56),
+                inst_mask=inst_mask,
+                roi_mask=roi_mask))
+    return dict(inputs=samples, data_samples=None)
+
+
+def build_model(**overrides):
+    model = MODELS.build(tiny_saip_model_cfg(**overrides))
+    model.init_weights()
+    return model
+
+
+def compute_losses(model, batch=None):
+    data = model.data_preprocessor(batch or make_batch(), True)
+    return model(**data, mode='loss')
+
+
+def total_loss(losses: dict) -> torch.Tensor:
+    return sum(value for key, value in losses.items() if 'loss' in key)
+
+
+def test_saip_loss_keys(seeded):
+    losses = compute_losses(build_model())
+    assert set(losses) == LOSS_KEYS | DIAGNOSTIC_KEYS
+    for key, value in losses.items():
+        assert value.dim() == 0, key
+        assert torch.isfinite(value), key
+    for key in DIAGNOSTIC_KEYS:
+        assert not losses[key].requires_grad, key
+
+
+def test_saip_first_step_values(seeded):
+    model = build_model()
+    losses = compute_losses(model)
+    # The teacher starts as an exact copy, so its attention maps equal the
+    # student's and the distillation term is exactly zero.
+    assert losses['loss_csm_attn'].item() == 0.
+    # The centre starts at 0 and the teacher sees the same views: every
+    # CSM pair is a cross-entropy between two distributions over K = 64
+    # prototypes, bounded below by the teacher's entropy.
+    assert 0. < losses['csm_teacher_entropy'].item() <= math.log(64) + 1e-5
+    assert losses['loss_csm'].item() >= losses['csm_teacher_entropy'].item()
+    assert losses['ema_momentum'].item() == pytest.approx(0.004)
+    assert losses['csm_teacher_temp'].item() == pytest.approx(0.04)
+
+
+def test_saip_gradients_student_only(seeded):
+    model = build_model()
+    total_loss(compute_losses(model)).backward()
+    for name, param in model.named_parameters():
+        if name.startswith('teacher.'):
+            assert not param.requires_grad, name
+            assert param.grad is None, name
+        else:
+            assert param.grad is not None, name
+            assert torch.isfinite(param.grad).all(), name
+    assert any(
+        param.grad.abs().sum() > 0
+        for name, param in model.backbone.named_parameters())
+
+
+def test_saip_teacher_starts_as_copy(seeded):
+    model = build_model()
+    student = dict(model.backbone.named_parameters())
+    for name, param in model.teacher.module['backbone'].named_parameters():
+        assert torch.equal(param, student[name]), name
+
+
+def test_saip_teacher_update_is_ema(seeded):
+    model = build_model()
+    optimizer = torch.optim.SGD(
+        [p for p in model.parameters() if p.requires_grad], lr=0.1)
+    total_loss(compute_losses(model)).backward()
+    optimizer.step()
+
+    teacher_before = {
+        name: param.detach().clone()
+        for name, param in model.teacher.module.named_parameters()
+    }
+    model.set_train_progress(cur_iter=5, max_iters=10, iters_per_epoch=5)
+    momentum = model.update_teacher()
+    # Half-way through the cosine from 0.004 to 0.
+    assert momentum == pytest.approx(0.002)
+
+    student = dict(model.backbone.named_parameters())
+    student.update({
+        f'neck.{name}': param
+        for name, param in model.neck.named_parameters()
+    })
+    changed = 0
+    for name, param in model.teacher.module.named_parameters():
+        key = name[len('backbone.'):] if name.startswith('backbone.') \
+            else name
+        expected = (1 - momentum) * teacher_before[name] + \
+            momentum * student[key]
+        assert torch.allclose(param, expected, atol=1e-7), name
+        changed += int(not torch.equal(param, teacher_before[name]))
+    assert changed > 0
+
+
+def test_saip_momentum_indexing_switch():
+    global_model = build_model()
+    legacy_model = build_model(
+        teacher=dict(
+            momentum=0.004,
+            end_momentum=0.,
+            momentum_indexing='per_epoch_legacy'))
+    for model in (global_model, legacy_model):
+        model.set_train_progress(cur_iter=15, max_iters=20,
+                                 iters_per_epoch=5)
+    expected_global = 0.004 * (math.cos(math.pi * 15 / 20) + 1) / 2
+    assert global_model.teacher_momentum == pytest.approx(expected_global)
+    # Iteration 15 is the first of epoch 3: the legacy schedule restarts.
+    assert legacy_model.teacher_momentum == pytest.approx(0.004)
+
+
+def test_saip_resize_mode_switch(seeded):
+    images = torch.arange(2 * 3 * 32 * 16, dtype=torch.float32).view(
+        2, 3, 32, 16)
+    nearest = build_model(resize_mode='nearest').rescale(images, 0.75)
+    bilinear = build_model(resize_mode='bilinear').rescale(images, 0.75)
+    assert nearest.shape == bilinear.shape == (2, 3, 24, 12)
+    # Nearest only copies input values; bilinear makes new ones.
+    assert set(nearest.unique().tolist()) <= set(images.unique().tolist())
+    assert not set(bilinear.unique().tolist()) <= set(
+        images.unique().tolist())
+
+
+@pytest.mark.parametrize('visible_count', ['from_mask', 'legacy_fixed'])
+def test_saip_csr_visible_count_switch(seeded, visible_count):
+    model = build_model(csr_visible_count=visible_count)
+    seen = []
+    original = model.backbone.forward_views
+
+    def record(images, **kwargs):
+        if kwargs.get('visible_ids') is not None:
+            seen.append(kwargs)
+        return original(images, **kwargs)
+
+    model.backbone.forward_views = record
+    losses = compute_losses(model)
+    assert torch.isfinite(losses['loss_csr'])
+    assert len(seen) == 1
+    visible_ids = seen[0]['visible_ids']
+    padding = seen[0]['visible_padding']
+    # The CSR view is 80x40 with patch 8: a 10x5 grid of 50 patches.
+    if visible_count == 'legacy_fixed':
+        assert visible_ids.shape == (2, int(50 * 0.25))
+        assert padding is None
+    else:
+        # 8 of 32 anchors kept; each kept anchor covers 1 or 2 rows and
+        # columns of the 10x5 grid after nearest upsampling.
+        counts = visible_ids.shape[1] - (padding.sum(1) if padding
+                                         is not None else 0)
+        assert (torch.as_tensor(counts) >= 8).all()
+
+
+def test_saip_invalid_switches():
+    with pytest.raises(ValueError, match='resize_mode'):
+        build_model(resize_mode='area')
+    with pytest.raises(ValueError, match='csr_visible_count'):
+        build_model(csr_visible_count='all')
+    with pytest.raises(ValueError, match='momentum_indexing'):
+        build_model(teacher=dict(momentum_indexing='epoch'))
+
+
+def test_saip_extract_feat_shape(seeded):
+    model = build_model()
+    model.backbone.out_type = 'cls_token'
+    features = model(torch.randn(2, 3, 64, 32), mode='tensor')
+    assert features[-1].shape == (2, 32)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Train on several processes of one machine (or several, with NNODES,
+# NODE_RANK and MASTER_ADDR) with torchrun.
+#   tools/dist_train.sh CONFIG NUM_PROCESSES [train.py options]
+# PORT: rendezvous port; a free one is picked when unset.
+set -euo pipefail
+
+if [ $# -lt 2 ]; then
+    echo "usage: $0 CONFIG NUM_PROCESSES [train.py options]" >&2
+    exit 2
+fi
+CONFIG=$1
+NPROC=$2
+shift 2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
+tools_dir=$(cd "$(dirname "$0")" && pwd)
+PYTHON=${PYTHON:-python}
+
+PORT=$("$PYTHON" "$tools_dir/misc/check_port.py" "$MASTER_ADDR" "${PORT:-}" \
+    --nnodes "$NNODES" --node-rank "$NODE_RANK")
+
+PYTHONPATH="$tools_dir/..${PYTHONPATH:+:$PYTHONPATH}" \
+exec "$PYTHON" -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$NPROC" \
+    --master_port="$PORT" \
+    "$tools_dir/train.py" "$CONFIG" --launcher pytorch "$@"
