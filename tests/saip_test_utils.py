@@ -1,7 +1,11 @@
 """Helpers shared by the test modules: paths and tiny SAIP configs."""
 import os.path as osp
 
+from mmengine.config import Config
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'saip',
+                       'saip_vit-tiny_1xb8-40it_demo.py')
 
 
 def tiny_saip_model_cfg(**overrides) -> dict:
@@ -54,3 +58,27 @@ def tiny_saip_view_cfg() -> dict:
         canvas_size=(56, 56),
         num_local_views=2)
 
+
+def tiny_demo_cfg(work_dir: str, data_root: str, max_iters: int) -> Config:
+    """The demo config with the tiny model and views, for CPU tests."""
+    cfg = Config.fromfile(DEMO_CONFIG)
+    model = tiny_saip_model_cfg()
+    model['data_preprocessor'] = cfg.model.data_preprocessor
+    cfg.model = model
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    pipeline[1] = tiny_saip_view_cfg()
+    cfg.train_dataloader.update(
+        batch_size=4, num_workers=0, persistent_workers=False)
+    cfg.train_dataloader.dataset.data_root = data_root
+    cfg.train_cfg.max_iters = max_iters
+    warmup_iters = min(5, max_iters // 2)
+    cfg.param_scheduler[0].end = warmup_iters
+    cfg.param_scheduler[1].update(
+        T_max=max_iters - warmup_iters, begin=warmup_iters, end=max_iters)
+    cfg.optim_wrapper.optimizer.lr = 1e-3
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.checkpoint.interval = max_iters // 2
+    cfg.log_processor.window_size = 1
+    cfg.work_dir = work_dir
+    cfg.randomness = dict(seed=0)
+    return cfg

@@ -31,7 +31,10 @@ def test_saip_config_recipe(path):
     assert cfg.custom_imports == dict(
         imports=['mmsaip'], allow_failed_imports=False)
     assert cfg.default_scope == 'mmpretrain'
-    assert dict(type='SAIPTeacherHook') in cfg.custom_hooks
+    hook_types = [hook['type'] for hook in cfg.custom_hooks]
+    assert 'SAIPTeacherHook' in hook_types
+    assert 'TorchRNGStateHook' in hook_types
+    assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
     assert cfg.model.type == 'SAIP'
     assert cfg.model.backbone.img_size == (256, 128)
 

@@ -7,12 +7,20 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    # Writes through a temporary file and a rename, so a kill during a save
+    # never leaves a broken latest checkpoint.
+    checkpoint=dict(
+        type='AtomicCheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 # SAIPTeacherHook updates the EMA teacher after every applied optimizer step;
-# a config that replaces custom_hooks must keep it.
-custom_hooks = [dict(type='SAIPTeacherHook')]
+# a config that replaces custom_hooks must keep it. TorchRNGStateHook makes
+# --resume repeat the masks and rescale factors of an uninterrupted run.
+custom_hooks = [
+    dict(type='SAIPTeacherHook'),
+    dict(type='TorchRNGStateHook'),
+    dict(type='CSMCollapseHook', patience=200, tolerance=0.02),
+]
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -47,7 +47,7 @@ train_cfg = dict(
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5),
     checkpoint=dict(
-        type='CheckpointHook',
+        type='AtomicCheckpointHook',
         by_epoch=False,
         interval=20,
         max_keep_ckpts=2,

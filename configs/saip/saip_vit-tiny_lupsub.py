@@ -12,5 +12,5 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     # Keep a copy every 20 epochs and the last 3, as the reference run does.
     checkpoint=dict(
-        type='CheckpointHook', interval=20, max_keep_ckpts=3,
+        type='AtomicCheckpointHook', interval=20, max_keep_ckpts=3,
         save_last=True))

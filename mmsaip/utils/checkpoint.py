@@ -11,6 +11,7 @@ checkpoints from sources you trust: unpickling can run code.
 """
 import os
 import os.path as osp
+import pickle
 
 import torch
 from mmengine.logging import MMLogger
@@ -50,22 +51,28 @@ def load_checkpoint_file(path: str) -> dict:
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
     try:
-        # mmap avoids reading the whole file when only keys are needed.
-        checkpoint = torch.load(
-            path, map_location='cpu', weights_only=False, mmap=True)
-    except (RuntimeError, OSError, EOFError, ValueError) as error:
-        if 'mmap' in str(error):
-            # Legacy (non-zip) files cannot be memory-mapped.
-            checkpoint = torch.load(
-                path, map_location='cpu', weights_only=False)
-        else:
-            raise ValueError(
-                f'{path} is not a readable PyTorch checkpoint ({error}). '
-                'It may be truncated or not a checkpoint at all.') from error
+        checkpoint = _torch_load_on_cpu(path)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError,
+            ValueError) as error:
+        raise ValueError(
+            f'{path} is not a readable PyTorch checkpoint ({error}). It may '
+            'be truncated, or not a checkpoint at all.') from error
     if not isinstance(checkpoint, dict):
         raise ValueError(f'{path} holds a {type(checkpoint).__name__}, not '
                          'a checkpoint dict')
     return checkpoint
+
+
+def _torch_load_on_cpu(path: str):
+    try:
+        # mmap avoids reading the whole file when only keys are needed.
+        return torch.load(
+            path, map_location='cpu', weights_only=False, mmap=True)
+    except RuntimeError as error:
+        if 'mmap' not in str(error):
+            raise
+    # Files in the legacy (non-zip) format cannot be memory-mapped.
+    return torch.load(path, map_location='cpu', weights_only=False)
 
 
 def check_resume_checkpoint(path: str) -> None:

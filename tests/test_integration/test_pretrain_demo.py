@@ -4,39 +4,14 @@ import os.path as osp
 
 import pytest
 import torch
-from saip_test_utils import REPO_ROOT, tiny_saip_model_cfg, tiny_saip_view_cfg
-from mmengine.config import Config
+from saip_test_utils import tiny_demo_cfg, tiny_saip_model_cfg
 from mmengine.runner import Runner
 
 import mmsaip  # noqa: F401
 from mmsaip.utils import setup_checkpoint_loading
 
-DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'saip',
-                       'saip_vit-tiny_1xb8-40it_demo.py')
 LOSS_KEYS = ('loss_csm', 'loss_csm_attn', 'loss_csr', 'loss_css_inst',
              'loss_css_roi')
-
-
-def tiny_demo_cfg(work_dir: str, data_root: str, max_iters: int) -> Config:
-    """The demo config with the tiny model and views, for CPU tests."""
-    cfg = Config.fromfile(DEMO_CONFIG)
-    model = tiny_saip_model_cfg()
-    model['data_preprocessor'] = cfg.model.data_preprocessor
-    cfg.model = model
-    pipeline = cfg.train_dataloader.dataset.pipeline
-    pipeline[1] = tiny_saip_view_cfg()
-    cfg.train_dataloader.update(
-        batch_size=4, num_workers=0, persistent_workers=False)
-    cfg.train_dataloader.dataset.data_root = data_root
-    cfg.train_cfg.max_iters = max_iters
-    cfg.param_scheduler[1].update(T_max=max_iters - 5, end=max_iters)
-    cfg.optim_wrapper.optimizer.lr = 1e-3
-    cfg.default_hooks.logger.interval = 1
-    cfg.default_hooks.checkpoint.interval = max_iters // 2
-    cfg.log_processor.window_size = 1
-    cfg.work_dir = work_dir
-    cfg.randomness = dict(seed=0)
-    return cfg
 
 
 def read_scalars(runner: Runner) -> list:
