@@ -1,3 +1,8 @@
+from .atomic_checkpoint_hook import AtomicCheckpointHook
+from .csm_collapse_hook import CSMCollapseHook
+from .rng_state_hook import TorchRNGStateHook
 from .saip_teacher_hook import SAIPTeacherHook
 
-__all__ = ['SAIPTeacherHook']
+__all__ = [
+    'AtomicCheckpointHook', 'CSMCollapseHook', 'SAIPTeacherHook',
+]
