@@ -3,11 +3,11 @@ import argparse
 import os
 import os.path as osp
 
-import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from mmsaip.utils import load_checkpoint_file, setup_checkpoint_loading
+from mmsaip.utils import (load_checkpoint_file, prepare_cpu_distributed,
+                          setup_checkpoint_loading)
 
 
 def parse_args() -> argparse.Namespace:
@@ -59,10 +59,7 @@ def main() -> None:
             'is nothing to evaluate. Pretraining configs have no test set: '
             'convert the checkpoint with tools/convert_checkpoint.py and '
             'evaluate a downstream config.')
-    if not torch.cuda.is_available() and cfg.get('env_cfg') is not None:
-        dist_cfg = cfg.env_cfg.setdefault('dist_cfg', {})
-        if dist_cfg.get('backend', 'nccl') == 'nccl':
-            dist_cfg['backend'] = 'gloo'
+    prepare_cpu_distributed(cfg)
 
     runner = Runner.from_cfg(cfg)
     runner.test()

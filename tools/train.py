@@ -3,11 +3,11 @@ import argparse
 import os
 import os.path as osp
 
-import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from mmsaip.utils import check_resume_checkpoint, setup_checkpoint_loading
+from mmsaip.utils import (check_resume_checkpoint, prepare_cpu_distributed,
+                          setup_checkpoint_loading)
 
 
 def parse_args() -> argparse.Namespace:
@@ -103,11 +103,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         if loader.get('num_workers', 0) == 0:
             loader['persistent_workers'] = False
 
-    # NCCL needs GPUs; fall back to gloo so the same launchers run on CPUs.
-    if not torch.cuda.is_available() and cfg.get('env_cfg') is not None:
-        dist_cfg = cfg.env_cfg.setdefault('dist_cfg', {})
-        if dist_cfg.get('backend', 'nccl') == 'nccl':
-            dist_cfg['backend'] = 'gloo'
+    # NCCL needs GPUs: use gloo so the same launchers run on CPUs.
+    prepare_cpu_distributed(cfg)
     return cfg
 
 

@@ -63,7 +63,9 @@ class SAIPViT(VisionTransformer):
       distils from the teacher.
 
     Inputs of any size are accepted: the position embedding, learned on the
-    ``img_size`` grid, is resized to the input's patch grid.
+    ``img_size`` grid, is resized to the input's patch grid. ``pos_interp``
+    applies to :meth:`forward_views`; the inherited ``forward`` keeps
+    mmpretrain's behaviour and always resizes on the 2-D grid.
 
     Paper: `Scale-Aware Pre-Training for Human-Centric Visual Perception
     <https://arxiv.org/abs/2503.08201>`_.
@@ -88,6 +90,7 @@ class SAIPViT(VisionTransformer):
             patch size are truncated by the strided convolution, as in the
             reference code, instead of zero-padded.
         **kwargs: Other arguments of mmpretrain's ``VisionTransformer``.
+            ``interpolate_mode`` must be 'bicubic' or 'bilinear'.
     """
 
     def __init__(self,
@@ -104,6 +107,12 @@ class SAIPViT(VisionTransformer):
         if pos_interp not in POS_INTERP_MODES:
             raise ValueError(f'pos_interp must be one of {POS_INTERP_MODES},'
                              f' got {pos_interp!r}')
+        interpolate_mode = kwargs.get('interpolate_mode', 'bicubic')
+        if interpolate_mode not in ('bicubic', 'bilinear'):
+            # Position resizing passes align_corners, which 'nearest' and
+            # 'area' reject.
+            raise ValueError("interpolate_mode must be 'bicubic' or "
+                             f"'bilinear', got {interpolate_mode!r}")
         if pos_embed_init not in ('uniform', 'trunc_normal'):
             raise ValueError("pos_embed_init must be 'uniform' or "
                              f"'trunc_normal', got {pos_embed_init!r}")
@@ -161,11 +170,13 @@ class SAIPViT(VisionTransformer):
 
     def _prepare_pos_embed(self, state_dict: dict, prefix: str, *args,
                            **kwargs) -> None:
-        """Resize a loaded position embedding on the 2-D patch grid.
+        """Resize a loaded position embedding with a square source grid.
 
-        mmpretrain's hook assumes a square source grid. Here the source grid
-        is taken from this backbone's ``img_size`` when the token count
-        matches it, which covers SAIP checkpoints (16 x 8 at 256 x 128).
+        Embeddings of this backbone's own shape load unchanged, which covers
+        resuming SAIP checkpoints. Others must come from a square grid, as
+        in mmpretrain's hook; a non-square grid such as SAIP's 16 x 8 loaded
+        into another ``img_size`` raises ``ValueError`` and must be
+        converted with ``tools/convert_checkpoint.py`` first.
         """
         name = prefix + 'pos_embed'
         if name not in state_dict:

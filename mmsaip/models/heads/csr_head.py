@@ -132,6 +132,9 @@ class CSRHead(BaseModule):
             grid (tuple[int, int]): Patch grid (H, W) of the masked view.
             visible_padding (Tensor, optional): Bool (B, N), True for
                 padding entries, which are replaced by the mask token.
+                Their ``visible_ids`` must name hidden patches, as
+                :func:`anchor_grid_mask` produces: a padding id that
+                repeats a visible id would overwrite that visible slot.
 
         Returns:
             Tensor: Predicted pixels, shape (B, H * W, P * P * C).

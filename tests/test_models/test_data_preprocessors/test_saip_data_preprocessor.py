@@ -6,6 +6,9 @@ from mmpretrain.structures import DataSample
 
 from mmsaip.models.data_preprocessors import SAIPDataPreprocessor
 
+# Every test starts from the shared fixed seed.
+pytestmark = pytest.mark.usefixtures('seeded')
+
 MEAN = (10., 20., 30.)
 STD = (2., 4., 5.)
 

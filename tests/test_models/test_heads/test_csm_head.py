@@ -6,6 +6,9 @@ from mmpretrain.registry import MODELS
 
 from mmsaip.models.heads import CSMHead
 
+# Every test starts from the shared fixed seed.
+pytestmark = pytest.mark.usefixtures('seeded')
+
 NUM_PROTOTYPES = 8
 
 

@@ -4,6 +4,9 @@ from mmpretrain.registry import MODELS
 
 from mmsaip.models.heads import CSRHead
 
+# Every test starts from the shared fixed seed.
+pytestmark = pytest.mark.usefixtures('seeded')
+
 PATCH = 2
 GRID = (4, 2)  # the anchor grid, on an 8 x 4 image
 PIXELS = PATCH * PATCH * 3
@@ -74,7 +77,7 @@ def test_csr_head_invalid_pos_interp():
 
 def test_csr_patchify_layout():
     head = build_head()
-    # Pixel (channel c, row y, column x) holds 100 * c + 10 * y + x.
+    # Pixel (channel c, row y, column x) is 100 * c + 10 * y + x.
     channel = torch.arange(2.)[:, None, None]
     row = torch.arange(4.)[None, :, None]
     col = torch.arange(4.)[None, None, :]
@@ -82,7 +85,7 @@ def test_csr_patchify_layout():
 
     patches = head.patchify(image, (2, 2))
     assert patches.shape == (1, 4, 8)
-    # Patch 1 is row 0, column 1; patch 2 is row 1, column 0.
+    # Patch 1 is row 0, column 1. Patch 2 is row 1, column 0.
     assert patches[0, 1].tolist() == [2, 102, 3, 103, 12, 112, 13, 113]
     assert patches[0, 2].tolist() == [20, 120, 21, 121, 30, 130, 31, 131]
     for n in range(4):
@@ -235,7 +238,7 @@ def test_csr_forward_padding_ignored():
     masked_tokens = torch.randn(2, 5, 32)
     reference_cls = torch.randn(2, 32)
     # Sample 0 shows patches 5, 1 and 6, then a padding entry on the
-    # hidden patch 3; sample 1 shows 4 patches.
+    # hidden patch 3. Sample 1 shows 4 patches.
     visible_ids = torch.tensor([[5, 1, 6, 3], [0, 2, 4, 7]])
     visible_padding = torch.tensor([[False, False, False, True],
                                     [False, False, False, False]])

@@ -6,6 +6,9 @@ from mmpretrain.registry import MODELS
 from mmsaip.models.heads import CSSHead
 from mmsaip.models.heads.css_head import mask_iou
 
+# Every test starts from the shared fixed seed.
+pytestmark = pytest.mark.usefixtures('seeded')
+
 CANVAS_GRID = (3, 4)  # not square, so a swapped (H, W) shows up
 ATOL = 1e-5
 
@@ -52,8 +55,8 @@ def test_css_mask_features_shape():
 
 
 def test_css_mask_features_layout():
-    # Without 3x3 convolutions each position only sees its own token, so
-    # the token at row-major index h * W + w must land at (h, w).
+    # Without 3x3 convolutions each position depends only on its own
+    # token, so the token at row-major index h * W + w must land at (h, w).
     head = build_head(num_mask_convs=0)
     canvas_tokens = torch.randn(2, 12, 32)
     conv = head.mask_convs[0]
@@ -74,6 +77,40 @@ def test_css_query_kernel_shape():
     kernel = head.query_kernel(torch.randn(2, 9, 32), torch.randn(2, 12, 32))
     assert kernel.shape == (2, 32)
     assert torch.isfinite(kernel).all()
+
+
+def test_css_query_kernel_by_hand():
+    head = build_head()
+    query_tokens = torch.randn(2, 9, 32)
+    canvas_tokens = torch.randn(2, 12, 32)
+    with torch.no_grad():
+        kernel = head.query_kernel(query_tokens, canvas_tokens)
+
+        query = head.query_embed(query_tokens)
+        for layer in head.query_layers:
+            query = layer(query)
+        cls = query[:, :1]  # (B, 1, D)
+        memory = head.canvas_norm(head.canvas_embed(canvas_tokens))
+        attended = head.cross_attn(
+            head.cross_norm(cls), memory, memory, need_weights=False)[0]
+        cls = cls + attended
+        cls = cls + head.cross_ffn(head.cross_ffn_norm(cls))
+        expected = head.kernel_proj(head.kernel_norm(cls[:, 0]))
+    torch.testing.assert_close(kernel, expected, atol=ATOL, rtol=0)
+
+
+def test_css_query_kernel_patch_order_invariant():
+    # The query tokens carry no positions, so the class token's kernel
+    # does not depend on the order of the patch tokens.
+    head = build_head()
+    query_tokens = torch.randn(2, 9, 32)
+    canvas_tokens = torch.randn(2, 12, 32)
+    order = torch.cat((torch.zeros(1, dtype=torch.long),
+                       1 + torch.randperm(8)))
+    with torch.no_grad():
+        kernel = head.query_kernel(query_tokens, canvas_tokens)
+        shuffled = head.query_kernel(query_tokens[:, order], canvas_tokens)
+    torch.testing.assert_close(shuffled, kernel, atol=ATOL, rtol=0)
 
 
 def test_css_forward_by_hand():

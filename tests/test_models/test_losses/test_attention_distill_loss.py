@@ -8,6 +8,9 @@ from mmpretrain.registry import MODELS
 from mmsaip.models.backbones import AttentionMaps
 from mmsaip.models.losses import AttentionDistillLoss
 
+# Every test starts from the shared fixed seed.
+pytestmark = pytest.mark.usefixtures('seeded')
+
 
 def random_maps(batch: int = 2, heads: int = 2,
                 length: int = 5) -> AttentionMaps:
@@ -43,7 +46,7 @@ def test_attention_distill_identical_maps_zero():
 
 
 def test_attention_distill_small_example():
-    # One sample, one head, two queries; the value-value maps agree.
+    # One sample, one head and two queries. The value-value maps agree.
     teacher_qk = torch.tensor([[[[0.5, 0.5], [1.0, 0.0]]]])
     student_qk = torch.tensor([[[[0.25, 0.75], [0.5, 0.5]]]])
     same_vv = torch.tensor([[[[0.3, 0.7], [0.6, 0.4]]]])

@@ -6,6 +6,9 @@ from mmpretrain.registry import MODELS
 
 from mmsaip.models.necks import CSMProjector
 
+# Every test starts from the shared fixed seed.
+pytestmark = pytest.mark.usefixtures('seeded')
+
 
 def build_projector(**kwargs) -> CSMProjector:
     cfg = dict(

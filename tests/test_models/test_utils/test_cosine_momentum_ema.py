@@ -7,6 +7,9 @@ from mmpretrain.registry import MODELS
 
 from mmsaip.models.utils import CosineMomentumEMA
 
+# Every test starts from the shared fixed seed.
+pytestmark = pytest.mark.usefixtures('seeded')
+
 
 def build_student() -> nn.Module:
     return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))

@@ -4,6 +4,9 @@ import torch
 from mmsaip.models.utils import (resize_pos_embed_flat1d,
                                  resize_pos_embed_to_grid)
 
+# Every test starts from the shared fixed seed.
+pytestmark = pytest.mark.usefixtures('seeded')
+
 
 def grid_pos_embed(values: torch.Tensor) -> torch.Tensor:
     """Build a (1, 1 + H * W, C) embedding from an (H, W, C) grid, with a
@@ -54,7 +57,7 @@ def test_resize_flat1d_keeps_extra_tokens():
 
 
 def test_resize_2d_bilinear_by_hand():
-    # Entry (h, w) of the 2 x 2 grid holds 100 * h + 10 * w.
+    # Entry (h, w) of the 2 x 2 grid is 100 * h + 10 * w.
     values = torch.tensor([[0., 10.], [100., 110.]])[..., None]
     resized = resize_pos_embed_to_grid(
         grid_pos_embed(values), (2, 2), (2, 4), '2d', mode='bilinear')
@@ -94,7 +97,7 @@ def test_resize_2d_keeps_constant_axis(axis):
 
 
 def test_resize_flat1d_mixes_rows():
-    # Rows of the 4 x 2 grid are constant along W; resampling the flattened
+    # Rows of the 4 x 2 grid are constant along W. Resampling the flattened
     # sequence blends neighbouring rows into one output row.
     profile = torch.tensor([0., 1., 5., 2.])
     values = profile[:, None, None].expand(4, 2, 1).contiguous()
