@@ -49,7 +49,7 @@ pip_install "$SETUPTOOLS_SPEC" wheel ninja
 pip_install "$TORCH_SPEC" "$TORCHVISION_SPEC"
 
 # The mmcv wheel is only valid for the torch build it was compiled against,
-# so the cache key holds the torch version (including its +cpu/+cuXXX tag)
+# so the cache key contains the torch version (including its +cpu/+cuXXX tag)
 # and whether CUDA ops were compiled in.
 torch_key=$("$py" -c 'import torch; print(torch.__version__)')
 if "$py" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' \
@@ -74,7 +74,7 @@ else
             --no-binary mmcv "mmcv==$MMCV_VERSION" -d "$build_dir"
         tar -xzf "$build_dir/mmcv-$MMCV_VERSION.tar.gz" -C "$build_dir"
         src="$build_dir/mmcv-$MMCV_VERSION"
-        # mmcv 2.1.0 asks for C++17; the headers of torch >= 2.10 need C++20.
+        # mmcv 2.1.0 requests C++17, but the torch 2.14 headers need C++20.
         sed -i 's/-std=c++17/-std=c++20/g' "$src/setup.py"
         mkdir -p "$wheel_dir"
         # -g0 drops debug info, which roughly halves the compile time.

@@ -1,10 +1,11 @@
 """Checkpoint loading rules shared by the mmsaip tools.
 
 torch >= 2.6 loads files with ``weights_only=True`` by default. mmengine
-0.10 training checkpoints hold pickled Python objects besides tensors (the
-message hub's ``HistoryBuffer`` and numpy scalars, which need ``getattr``
-to rebuild), so resuming or loading them fails under that default, and an
-allow-list would have to admit ``getattr``, which defeats its purpose.
+0.10 training checkpoints contain pickled Python objects besides tensors:
+the message hub's ``HistoryBuffer`` and numpy scalars, which need
+``getattr`` to rebuild. Resuming or loading them therefore fails under that
+default, and an allow-list would have to admit ``getattr``, which defeats
+its purpose.
 :func:`setup_checkpoint_loading` is the one place where mmsaip restores the
 old default, for the processes that the mmsaip tools start. Only load
 checkpoints from sources you trust: unpickling can run code.
@@ -58,7 +59,7 @@ def load_checkpoint_file(path: str) -> dict:
             f'{path} is not a readable PyTorch checkpoint ({error}). It may '
             'be truncated, or not a checkpoint at all.') from error
     if not isinstance(checkpoint, dict):
-        raise ValueError(f'{path} holds a {type(checkpoint).__name__}, not '
+        raise ValueError(f'{path} contains a {type(checkpoint).__name__}, not '
                          'a checkpoint dict')
     return checkpoint
 

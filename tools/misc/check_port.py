@@ -1,7 +1,7 @@
 """Pick or check the rendezvous port of a distributed launch.
 
-Prints the port to use. With no port given, it asks the operating system
-for a free one. With a port given, the master node (node rank 0) checks
+Prints the port to use. With no port given, it requests a free one from the
+operating system. With a port given, the master node (node rank 0) checks
 that it can bind it and fails at once if not, instead of letting the
 launch hang. Other nodes print the given port unchecked.
 """

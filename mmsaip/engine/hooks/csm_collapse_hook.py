@@ -2,6 +2,7 @@
 import math
 from typing import Optional
 
+import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
@@ -16,7 +17,7 @@ class CSMCollapseHook(Hook):
     equals ln(K) whatever the student predicts. This hook divides the
     logged ``loss_csm`` by the head's ``loss_weight`` and warns once when
     the result has stayed within ``tolerance`` of ln(K) for ``patience``
-    consecutive iterations; it warns again only after the loss has left the
+    consecutive iterations. It warns again only after the loss has left the
     band. ``csm_teacher_entropy`` in the logs shows the same state (it nears
     ln(K) too), and a value near 0 shows the other collapse, to a single
     prototype.
@@ -53,7 +54,10 @@ class CSMCollapseHook(Hook):
         head = model.csm_head
         if head.loss_weight == 0:
             return
-        cross_entropy = float(outputs['loss_csm']) / head.loss_weight
+        loss = outputs['loss_csm']
+        if isinstance(loss, torch.Tensor):
+            loss = loss.detach().item()
+        cross_entropy = loss / head.loss_weight
         uniform = math.log(head.out_channels)
         if abs(cross_entropy - uniform) > self.tolerance:
             self.iterations_at_uniform = 0

@@ -141,7 +141,7 @@ class SAIPViT(VisionTransformer):
 
         Linear layers and the flattened patch-embedding kernel use
         xavier-uniform with zero bias, norms (1, 0), the class token
-        N(0, 0.02) and the position embedding as ``pos_embed_init`` says.
+        N(0, 0.02) and the position embedding as ``pos_embed_init`` selects.
         A ``Pretrained`` ``init_cfg`` loads weights instead.
         """
         if isinstance(self.init_cfg, dict) and \
@@ -174,9 +174,9 @@ class SAIPViT(VisionTransformer):
 
         Embeddings of this backbone's own shape load unchanged, which covers
         resuming SAIP checkpoints. Others must come from a square grid, as
-        in mmpretrain's hook; a non-square grid such as SAIP's 16 x 8 loaded
-        into another ``img_size`` raises ``ValueError`` and must be
-        converted with ``tools/convert_checkpoint.py`` first.
+        in mmpretrain's hook. A non-square grid, such as SAIP's 16 x 8
+        loaded into another ``img_size``, raises ``ValueError``: convert it
+        with ``tools/convert_checkpoint.py`` first.
         """
         name = prefix + 'pos_embed'
         if name not in state_dict:
@@ -295,9 +295,9 @@ def encoder_layer_forward(
 ) -> Tuple[torch.Tensor, Optional[AttentionMaps]]:
     """Run one mmpretrain encoder layer, with optional mask and maps.
 
-    The maths equals ``TransformerEncoderLayer.forward``; this version adds
-    a key mask for padded tokens and, on request, computes the attention
-    explicitly so that the query-key and value-value maps can be returned.
+    The maths equals ``TransformerEncoderLayer.forward``. This version adds
+    a key mask for padded tokens. On request it computes the attention
+    explicitly, so that the query-key and value-value maps can be returned.
 
     Args:
         layer (TransformerEncoderLayer): The layer whose weights are used.

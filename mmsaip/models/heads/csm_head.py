@@ -108,10 +108,10 @@ class CSMHead(BaseModule):
 
         Returns:
             dict[str, Tensor]: ``loss_csm`` and the detached diagnostics
-            ``csm_teacher_temp`` and ``csm_teacher_entropy`` (mean entropy
-            of the teacher targets, in nats; it falls to 0 when the targets
-            collapse to one prototype and rises to ln(K) when they are
-            uniform).
+            ``csm_teacher_temp`` and ``csm_teacher_entropy``, the mean
+            entropy of the teacher targets in nats. The entropy falls to 0
+            when the targets collapse to one prototype and rises to ln(K)
+            when they are uniform.
         """
         num_teacher_views = teacher_logits.shape[0]
         num_student_views = student_logits.shape[0]
