@@ -18,6 +18,10 @@ def test_atomic_write_replaces_file(tmp_path):
     atomic_write(b'second', target)
     assert target.read_bytes() == b'second'
     assert os.listdir(tmp_path) == ['pointer']
+    # Same permissions as a file made by open(): 0666 minus the umask.
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(target).st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_atomic_write_failure_keeps_old(tmp_path, monkeypatch):

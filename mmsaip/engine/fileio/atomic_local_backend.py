@@ -10,6 +10,12 @@ from mmengine.fileio.backends import LocalBackend, register_backend
 ATOMIC_BACKEND_NAME = 'atomic_local'
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(data: bytes, filepath: Union[str, Path]) -> None:
     """Write ``data`` to ``filepath`` so that readers see old or new, never
     part of it.
@@ -31,6 +37,9 @@ def atomic_write(data: bytes, filepath: Union[str, Path]) -> None:
     descriptor, temp_path = tempfile.mkstemp(
         prefix=f'.{osp.basename(filepath)}.', suffix='.tmp', dir=folder)
     try:
+        # mkstemp creates the file with mode 0600; give it the permissions
+        # that open() would, so other users can read checkpoints as before.
+        os.chmod(temp_path, 0o666 & ~_current_umask())
         with os.fdopen(descriptor, 'wb') as f:
             f.write(data)
             f.flush()
