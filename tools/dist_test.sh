@@ -17,7 +17,12 @@ NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 tools_dir=$(cd "$(dirname "$0")" && pwd)
-PYTHON=${PYTHON:-python}
+# The checkout's virtual environment (make setup) unless PYTHON is set.
+default_python=python
+if [ -x "$tools_dir/../.venv/bin/python" ]; then
+    default_python="$tools_dir/../.venv/bin/python"
+fi
+PYTHON=${PYTHON:-$default_python}
 
 PORT=$("$PYTHON" "$tools_dir/misc/check_port.py" "$MASTER_ADDR" "${PORT:-}" \
     --nnodes "$NNODES" --node-rank "$NODE_RANK")

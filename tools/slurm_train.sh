@@ -3,7 +3,8 @@
 #   GPUS=16 tools/slurm_train.sh PARTITION JOB_NAME CONFIG [WORK_DIR] \
 #       [train.py options]
 # GPUS (default 8), GPUS_PER_NODE (default 8), CPUS_PER_TASK (default 5)
-# and SRUN_ARGS (extra srun options) are read from the environment.
+# SRUN_ARGS (extra srun options) and PYTHON (default: .venv/bin/python of
+# this checkout) are read from the environment.
 set -euo pipefail
 
 if [ $# -lt 3 ]; then
@@ -24,6 +25,12 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-}
 tools_dir=$(cd "$(dirname "$0")" && pwd)
+# The checkout's virtual environment (make setup) unless PYTHON is set.
+default_python=python
+if [ -x "$tools_dir/../.venv/bin/python" ]; then
+    default_python="$tools_dir/../.venv/bin/python"
+fi
+PYTHON=${PYTHON:-$default_python}
 
 # shellcheck disable=SC2086  # SRUN_ARGS holds several options on purpose.
 PYTHONPATH="$tools_dir/..${PYTHONPATH:+:$PYTHONPATH}" \
@@ -35,5 +42,5 @@ srun -p "$PARTITION" \
     --cpus-per-task="$CPUS_PER_TASK" \
     --kill-on-bad-exit=1 \
     $SRUN_ARGS \
-    python -u "$tools_dir/train.py" "$CONFIG" "${WORK_DIR_ARGS[@]}" \
+    "$PYTHON" -u "$tools_dir/train.py" "$CONFIG" "${WORK_DIR_ARGS[@]}" \
     --launcher slurm "$@"

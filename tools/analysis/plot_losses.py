@@ -65,7 +65,9 @@ def read_scalars(path: str) -> List[dict]:
     """
     if not osp.isfile(path):
         raise FileNotFoundError(
-            f'Log file {path!r} does not exist. Pass the scalars.json in '
+            f'Log file {path!r} does not exist. mmengine writes it at the '
+            'first logged iteration (default_hooks.logger.interval), so a '
+            'shorter run has none. Pass the scalars.json in '
             '<work_dir>/<timestamp>/vis_data/ of a training run.')
     records = []
     with open(path, encoding='utf-8') as f:
