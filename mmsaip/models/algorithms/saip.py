@@ -8,6 +8,7 @@ from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from ..backbones.saip_vit import SAIPViTOutput
 from ..utils.anchor_mask import VISIBLE_COUNT_MODES, anchor_grid_mask
 from ..utils.cosine_momentum_ema import CosineMomentumEMA
 
@@ -195,6 +196,37 @@ class SAIP(BaseSelfSupervisor):
         patch = self.backbone.patch_size
         return images.shape[-2] // patch, images.shape[-1] // patch
 
+    def encode_rescaled_views(
+            self, roi_view: torch.Tensor, region_view: torch.Tensor
+    ) -> Tuple[SAIPViTOutput, SAIPViTOutput]:
+        """Encode the rescaled ROI and region views with the student.
+
+        When both views drew the same factor, they have the same size and go
+        through the backbone as one batch. The backbone treats every sample
+        independently, so the tokens equal those of two separate passes.
+
+        Args:
+            roi_view (Tensor): Shape (B, C, H_r, W_r).
+            region_view (Tensor): Shape (B, C, H_s, W_s).
+
+        Returns:
+            tuple[SAIPViTOutput, SAIPViTOutput]: The ROI and region outputs.
+        """
+        if roi_view.shape != region_view.shape:
+            return (self.backbone.forward_views(roi_view),
+                    self.backbone.forward_views(region_view))
+        batch = roi_view.shape[0]
+        # (2 * B, C, H, W): ROI views first, then region views.
+        joint = self.backbone.forward_views(
+            torch.cat((roi_view, region_view)))
+        roi = SAIPViTOutput(joint.final_tokens[:batch],
+                            joint.tap_tokens[:batch], None,
+                            joint.patch_resolution)
+        region = SAIPViTOutput(joint.final_tokens[batch:],
+                               joint.tap_tokens[batch:], None,
+                               joint.patch_resolution)
+        return roi, region
+
     def masks_to_grid(self, masks: torch.Tensor,
                       grid: Tuple[int, int]) -> torch.Tensor:
         """Resize bool (B, H_img, W_img) masks to (B, H * W) on a grid."""
@@ -264,8 +296,8 @@ class SAIP(BaseSelfSupervisor):
         student_global = self.backbone.forward_views(
             global_flat, return_attn=True)
         student_local = self.backbone.forward_views(local_flat)
-        student_roi = self.backbone.forward_views(roi_view)
-        student_region = self.backbone.forward_views(region_view)
+        student_roi, student_region = self.encode_rescaled_views(
+            roi_view, region_view)
         student_masked = self.backbone.forward_views(
             csr_view,
             stop_at_tap=True,
@@ -286,14 +318,16 @@ class SAIP(BaseSelfSupervisor):
         losses['loss_csm_attn'] = self.attn_distill_loss(
             [student_global.attn_maps], [teacher_global.attn_maps])
 
-        # CSR: reconstruct the hidden patches of the upscaled view.
+        # CSR: reconstruct the hidden patches of the upscaled view; only
+        # they are predicted, since only they count in the loss.
         reference_cls = student_global.tap_tokens[:batch, 0]
+        pred_ids = self.csr_head.hidden_patch_ids(anchor_mask.hidden)
         pred = self.csr_head(student_masked.tap_tokens, reference_cls,
                              anchor_mask.visible_ids, csr_grid,
-                             anchor_mask.visible_padding)
+                             anchor_mask.visible_padding, pred_ids)
         losses.update(
             self.csr_head.loss(pred, csr_view, anchor_mask.hidden,
-                               csr_grid))
+                               csr_grid, pred_ids))
 
         # CSS: search the instance and the region in the teacher's canvas.
         mask_features = self.css_head.mask_features(canvas_tokens,
@@ -306,6 +340,9 @@ class SAIP(BaseSelfSupervisor):
             self.css_head.loss(inst_logits, roi_logits, inst_target,
                                roi_target))
 
-        losses['ema_momentum'] = torch.tensor(
-            self.teacher_momentum, device=canvas.device)
+        # torch.full fills on the device; torch.tensor would copy the value
+        # from the host at every step.
+        losses['ema_momentum'] = torch.full((),
+                                            self.teacher_momentum,
+                                            device=canvas.device)
         return losses

@@ -287,38 +287,89 @@ class SAIPViT(VisionTransformer):
         return SAIPViTOutput(final_tokens, tap_tokens, attn_maps, grid)
 
 
+def gather_tokens(tokens: torch.Tensor,
+                  token_ids: torch.Tensor) -> torch.Tensor:
+    """Select tokens per sample.
+
+    Args:
+        tokens (Tensor): Shape (B, L, C).
+        token_ids (Tensor): Long (B, M), indices into L.
+
+    Returns:
+        Tensor: Shape (B, M, C).
+    """
+    index = token_ids.unsqueeze(-1).expand(-1, -1, tokens.shape[-1])
+    return torch.gather(tokens, 1, index)
+
+
 def encoder_layer_forward(
         layer: TransformerEncoderLayer,
         tokens: torch.Tensor,
         attn_mask: Optional[torch.Tensor] = None,
-        need_maps: bool = False
+        need_maps: bool = False,
+        query_ids: Optional[torch.Tensor] = None
 ) -> Tuple[torch.Tensor, Optional[AttentionMaps]]:
     """Run one mmpretrain encoder layer, with optional mask and maps.
 
-    The maths equals ``TransformerEncoderLayer.forward``. This version adds
-    a key mask for padded tokens. On request it computes the attention
-    explicitly, so that the query-key and value-value maps can be returned.
+    The maths equals ``TransformerEncoderLayer.forward``; this version adds
+    a key mask for padded tokens and, on request, computes the attention
+    explicitly so that the query-key and value-value maps can be returned.
+
+    With ``query_ids``, only the listed tokens are updated: keys and values
+    come from all L tokens, but the queries, the attention output, the
+    projection and the FFN are computed for the M listed tokens alone. Each
+    output token depends only on its own query and on all keys and values,
+    so these M outputs equal the same rows of the full output.
 
     Args:
         layer (TransformerEncoderLayer): The layer whose weights are used.
         tokens (Tensor): Shape (B, L, C).
         attn_mask (Tensor, optional): Bool, broadcastable to (B, heads, L, L),
-            True where attention is allowed. Defaults to None.
+            or to (B, heads, M, L) with ``query_ids``, True where attention
+            is allowed. Defaults to None.
         need_maps (bool): Return the attention maps. Defaults to False.
+        query_ids (Tensor, optional): Long (B, M), the tokens whose outputs
+            are needed. Cannot be combined with ``need_maps``. Defaults to
+            None (all tokens).
 
     Returns:
-        tuple: Output tokens (B, L, C) and the maps, or None.
+        tuple: Output tokens, (B, L, C) or (B, M, C) with ``query_ids``, and
+        the maps, or None.
     """
+    if need_maps and query_ids is not None:
+        raise ValueError('need_maps returns (B, heads, L, L) maps and needs '
+                         'all queries; do not pass query_ids with it')
     attn = layer.attn
     batch, length, channels = tokens.shape
+    num_heads, head_dims = attn.num_heads, attn.head_dims
     hidden = layer.ln1(tokens)
-    # (B, L, 3C) -> (3, B, heads, L, C / heads)
-    qkv = attn.qkv(hidden).reshape(batch, length, 3, attn.num_heads,
-                                   attn.head_dims).permute(2, 0, 3, 1, 4)
-    query, key, value = qkv[0], qkv[1], qkv[2]
+    if query_ids is None:
+        # (B, L, 3C) -> (3, B, heads, L, C / heads)
+        qkv = attn.qkv(hidden).reshape(batch, length, 3, num_heads,
+                                       head_dims).permute(2, 0, 3, 1, 4)
+        # unbind's backward stacks the three gradients; indexing would
+        # zero-fill a (3, B, heads, L, C / heads) buffer for each of them.
+        query, key, value = qkv.unbind(0)
+    else:
+        # The qkv weight stacks the query, key and value rows, C each.
+        weight, bias = attn.qkv.weight, attn.qkv.bias
+        query_bias = None if bias is None else bias[:channels]
+        key_value_bias = None if bias is None else bias[channels:]
+        tokens = gather_tokens(tokens, query_ids)  # (B, M, C)
+        num_queries = tokens.shape[1]
+        query = F.linear(
+            gather_tokens(hidden, query_ids), weight[:channels], query_bias)
+        # (B, M, C) -> (B, heads, M, C / heads)
+        query = query.reshape(batch, num_queries, num_heads,
+                              head_dims).transpose(1, 2)
+        # (B, L, 2C) -> (2, B, heads, L, C / heads)
+        key_value = F.linear(hidden, weight[channels:],
+                             key_value_bias).reshape(batch, length, 2,
+                                                     num_heads, head_dims)
+        key, value = key_value.permute(2, 0, 3, 1, 4).unbind(0)
     maps = None
     if need_maps:
-        scale = attn.head_dims**-0.5
+        scale = head_dims**-0.5
         qk_logits = (query @ key.transpose(-2, -1)) * scale
         vv_logits = (value @ value.transpose(-2, -1)) * scale
         if attn_mask is not None:
@@ -336,7 +387,8 @@ def encoder_layer_forward(
             value,
             attn_mask=attn_mask,
             dropout_p=attn.attn_drop if layer.training else 0.)
-    attended = attended.transpose(1, 2).reshape(batch, length, channels)
+    # (B, heads, M, C / heads) -> (B, M, C), M = L without query_ids
+    attended = attended.transpose(1, 2).reshape(batch, -1, channels)
     out = attn.out_drop(attn.gamma1(attn.proj_drop(attn.proj(attended))))
     tokens = tokens + out
     tokens = layer.ffn(layer.ln2(tokens), identity=tokens)

@@ -9,7 +9,7 @@ from mmpretrain.models.backbones.vision_transformer import \
     TransformerEncoderLayer
 from mmpretrain.registry import MODELS
 
-from ..backbones.saip_vit import encoder_layer_forward
+from ..backbones.saip_vit import encoder_layer_forward, gather_tokens
 from ..utils.pos_embed import (POS_INTERP_MODES, resize_pos_embed_flat1d,
                                resize_pos_embed_to_grid)
 
@@ -22,9 +22,14 @@ class CSRHead(BaseModule):
     class token of the *other* global view at base scale (a summary of the
     same person under another augmentation and scale), and one slot per
     patch of the masked view, filled with the embedded visible tokens or a
-    learned mask token. It predicts the pixels of every patch; the loss is
-    the MSE to per-patch normalised target pixels, averaged over the hidden
-    patches only.
+    learned mask token. It predicts the pixels of every patch, or only of
+    the patches listed in ``pred_ids``; the loss is the MSE to per-patch
+    normalised target pixels, averaged over the hidden patches only.
+
+    Only hidden patches count in the loss, so training passes
+    ``pred_ids=hidden_patch_ids(hidden)``: the last decoder block, the final
+    norm and the prediction layer then run for those patches alone, which
+    gives the same loss as predicting every patch.
 
     Args:
         in_channels (int): Channels of the encoder tokens. Defaults to 192.
@@ -118,9 +123,9 @@ class CSRHead(BaseModule):
                 reference_cls: torch.Tensor,
                 visible_ids: torch.Tensor,
                 grid: Tuple[int, int],
-                visible_padding: Optional[torch.Tensor] = None
-                ) -> torch.Tensor:
-        """Predict the pixels of every patch of the masked view.
+                visible_padding: Optional[torch.Tensor] = None,
+                pred_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Predict the pixels of the patches of the masked view.
 
         Args:
             masked_tokens (Tensor): Encoder output of the masked view,
@@ -135,9 +140,13 @@ class CSRHead(BaseModule):
                 Their ``visible_ids`` must name hidden patches, as
                 :func:`anchor_grid_mask` produces: a padding id that
                 repeats a visible id would overwrite that visible slot.
+            pred_ids (Tensor, optional): Long (B, M), the patches to
+                predict, e.g. from :meth:`hidden_patch_ids`. Defaults to
+                None (every patch, in grid order).
 
         Returns:
-            Tensor: Predicted pixels, shape (B, H * W, P * P * C).
+            Tensor: Predicted pixels, shape (B, H * W, P * P * C), or
+            (B, M, P * P * C) in the order of ``pred_ids``.
         """
         batch = masked_tokens.shape[0]
         num_patches = grid[0] * grid[1]
@@ -158,10 +167,40 @@ class CSRHead(BaseModule):
             (cls_token + cls_pos, reference + reference_pos,
              slots + slot_pos),
             dim=1)  # (B, 2 + H * W, D)
-        for layer in self.decoder_layers:
+        if pred_ids is None:
+            for layer in self.decoder_layers:
+                sequence, _ = encoder_layer_forward(layer, sequence)
+            return self.decoder_pred(self.decoder_norm(sequence[:, 2:]))
+
+        # Slot n of the grid is token n + 2, after the two class tokens.
+        query_ids = pred_ids + 2
+        for layer in self.decoder_layers[:-1]:
             sequence, _ = encoder_layer_forward(layer, sequence)
-        sequence = self.decoder_norm(sequence[:, 2:])
-        return self.decoder_pred(sequence)
+        if len(self.decoder_layers) > 0:
+            # (B, 2 + H * W, D) -> (B, M, D)
+            sequence, _ = encoder_layer_forward(
+                self.decoder_layers[-1], sequence, query_ids=query_ids)
+        else:
+            sequence = gather_tokens(sequence, query_ids)
+        return self.decoder_pred(self.decoder_norm(sequence))
+
+    @staticmethod
+    def hidden_patch_ids(hidden: torch.Tensor) -> torch.Tensor:
+        """List the hidden patches of each sample, for ``pred_ids``.
+
+        Args:
+            hidden (Tensor): Bool (B, H * W), True for hidden patches.
+
+        Returns:
+            Tensor: Long (B, M), M the largest hidden count in the batch (at
+            least 1): each row lists its hidden patches in grid order, then
+            visible patches as padding. The loss gives padding entries
+            weight 0, because they are not hidden.
+        """
+        num_ids = max(int(hidden.sum(dim=1).max()), 1)
+        # Stable sort on 0 (hidden) / 1 (visible): hidden first, in order.
+        order = (~hidden).int().argsort(dim=1, stable=True)
+        return order[:, :num_ids]
 
     def patchify(self, images: torch.Tensor,
                  grid: Tuple[int, int]) -> torch.Tensor:
@@ -185,27 +224,39 @@ class CSRHead(BaseModule):
         patches = patches.permute(0, 2, 4, 3, 5, 1)
         return patches.reshape(batch, height * width, size * size * channels)
 
-    def loss(self, pred: torch.Tensor, target_images: torch.Tensor,
+    def loss(self,
+             pred: torch.Tensor,
+             target_images: torch.Tensor,
              hidden: torch.Tensor,
-             grid: Tuple[int, int]) -> Dict[str, torch.Tensor]:
+             grid: Tuple[int, int],
+             pred_ids: Optional[torch.Tensor] = None
+             ) -> Dict[str, torch.Tensor]:
         """Compute ``loss_csr`` over the hidden patches.
 
         Args:
-            pred (Tensor): Shape (B, H * W, P * P * C).
+            pred (Tensor): Shape (B, H * W, P * P * C), or (B, M, P * P * C)
+                with ``pred_ids``.
             target_images (Tensor): Normalised masked view before masking,
                 shape (B, C, H_img, W_img).
             hidden (Tensor): Bool (B, H * W), True for hidden patches.
             grid (tuple[int, int]): Patch grid (H, W).
+            pred_ids (Tensor, optional): Long (B, M), the patch of each row
+                of ``pred``, as passed to :meth:`forward`. Defaults to None
+                (``pred`` covers every patch in grid order).
 
         Returns:
             dict[str, Tensor]: ``loss_csr``.
         """
         target = self.patchify(target_images, grid).float()
+        weight = hidden.float()
+        if pred_ids is not None:
+            # (B, H * W, P * P * C) -> (B, M, P * P * C)
+            target = gather_tokens(target, pred_ids)
+            weight = weight.gather(1, pred_ids)
         if self.norm_pix:
             mean = target.mean(dim=-1, keepdim=True)
             var = target.var(dim=-1, keepdim=True)
             target = (target - mean) / (var + 1.e-6)**.5
-        per_patch = ((pred.float() - target)**2).mean(dim=-1)  # (B, H * W)
-        weight = hidden.float()
+        per_patch = ((pred.float() - target)**2).mean(dim=-1)  # (B, M)
         loss = (per_patch * weight).sum() / weight.sum().clamp_min(1.)
         return dict(loss_csr=self.loss_weight * loss)

@@ -125,8 +125,13 @@ class CSSHead(BaseModule):
             Tensor: Kernel of shape (B, D).
         """
         query = self.query_embed(query_tokens)
-        for layer in self.query_layers:
-            query, _ = encoder_layer_forward(layer, query)
+        # Only the class token is read after the last block, so that block
+        # updates it alone, attending to all tokens.
+        cls_ids = query.new_zeros((query.shape[0], 1), dtype=torch.long)
+        last = len(self.query_layers) - 1
+        for index, layer in enumerate(self.query_layers):
+            query, _ = encoder_layer_forward(
+                layer, query, query_ids=cls_ids if index == last else None)
         query = query[:, :1]  # (B, 1, D): the class token only.
         memory = self.canvas_norm(self.canvas_embed(canvas_tokens))
         attended, _ = self.cross_attn(

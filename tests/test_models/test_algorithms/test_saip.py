@@ -3,8 +3,10 @@ import math
 
 import pytest
 import torch
-from saip_test_utils import tiny_saip_model_cfg
 from mmpretrain.registry import MODELS
+from saip_reference import saip_losses_reference
+from saip_test_utils import tiny_saip_model_cfg
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import mmsaip  # noqa: F401
 
@@ -208,3 +210,114 @@ def test_saip_extract_feat_shape(seeded):
     model.backbone.out_type = 'cls_token'
     features = model(torch.randn(2, 3, 64, 32), mode='tensor')
     assert features[-1].shape == (2, 32)
+
+
+def student_gradients(model) -> dict:
+    """Clone and clear the gradients of the trainable parameters."""
+    grads = {}
+    for name, param in model.named_parameters():
+        if param.grad is not None:
+            grads[name] = param.grad.clone()
+            param.grad = None
+    return grads
+
+
+@pytest.mark.parametrize('factors', [(0.75, 0.75), (0.75, 1.25)])
+def test_saip_loss_matches_reference(seeded, factors):
+    # The model skips work whose result is never read, and it batches the
+    # rescaled views when they have one size. Losses and gradients must
+    # equal those of the straightforward computation.
+    model = build_model()
+    inputs = model.data_preprocessor(make_batch(), True)['inputs']
+    center = model.csm_head.center.clone()
+    draws = iter(factors)
+    model.draw_rescale_factor = lambda: next(draws)
+
+    torch.manual_seed(3)
+    losses = model.loss(inputs)
+    total_loss(losses).backward()
+    grads = student_gradients(model)
+
+    model.csm_head.center.copy_(center)
+    expected = saip_losses_reference(model, inputs, factors, mask_seed=3)
+    total_loss(expected).backward()
+    expected_grads = student_gradients(model)
+
+    for key in LOSS_KEYS:
+        torch.testing.assert_close(
+            losses[key], expected[key], atol=1e-5, rtol=1e-5, msg=key)
+    assert set(grads) == set(expected_grads)
+    for name, grad in grads.items():
+        torch.testing.assert_close(
+            grad, expected_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize('factors, num_passes', [((0.75, 0.75), 4),
+                                                 ((0.75, 1.25), 5)])
+def test_saip_equal_views_share_pass(seeded, factors, num_passes):
+    model = build_model()
+    draws = iter(factors)
+    model.draw_rescale_factor = lambda: next(draws)
+    batch_sizes = []
+    original = model.backbone.forward_views
+
+    def record(images, **kwargs):
+        batch_sizes.append(images.shape[0])
+        return original(images, **kwargs)
+
+    model.backbone.forward_views = record
+    compute_losses(model)
+    # Global (2 views), local (2 views), rescaled views, masked view.
+    assert len(batch_sizes) == num_passes
+    if num_passes == 4:
+        assert batch_sizes == [4, 4, 4, 2]
+    else:
+        assert batch_sizes == [4, 4, 2, 2, 2]
+
+
+class ParameterCopyRecorder(TorchDispatchMode):
+    """Record copies of whole parameters or buffers and cross-device
+    copies."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.watched = {
+            tensor.data_ptr(): (name, tensor.shape)
+            for name, tensor in list(model.named_parameters()) +
+            list(model.named_buffers())
+        }
+        self.copies = []
+
+    def _check_source(self, func, source, target_device=None) -> None:
+        if not isinstance(source, torch.Tensor):
+            return
+        if target_device is not None and \
+                torch.device(target_device) != source.device:
+            self.copies.append(f'{func}: {source.device} -> {target_device}')
+        watched = self.watched.get(source.data_ptr())
+        if watched is not None and source.shape == watched[1]:
+            self.copies.append(f'{func} of {watched[0]}')
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        packet = func.overloadpacket
+        if packet in (torch.ops.aten._to_copy, torch.ops.aten.clone):
+            self._check_source(func, args[0], kwargs.get('device'))
+        elif packet is torch.ops.aten.copy_:
+            self._check_source(func, args[1], args[0].device)
+        return func(*args, **kwargs)
+
+
+def test_saip_step_copies_no_parameters(seeded):
+    model = build_model()
+    inputs = model.data_preprocessor(make_batch(), True)['inputs']
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    for _ in range(2):  # the second step runs with optimizer state
+        recorder = ParameterCopyRecorder(model)
+        with recorder:
+            total_loss(model.loss(inputs)).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            model.update_teacher()
+        assert recorder.copies == []

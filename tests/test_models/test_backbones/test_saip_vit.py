@@ -379,3 +379,45 @@ def test_forward_views_visible_ids_select_tokens():
         kept = torch.stack((tokens[0, [0, 6, 1]], tokens[1, [0, 2, 7]]))
         expected = backbone.ln1(backbone.layers[1](backbone.layers[0](kept)))
     torch.testing.assert_close(out.final_tokens, expected, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize('with_mask', [False, True])
+def test_encoder_layer_forward_query_ids_rows(with_mask):
+    layer = build_backbone().layers[0]
+    tokens = torch.randn(2, 7, 32, requires_grad=True)
+    # Rows in any order, one repeated.
+    query_ids = torch.tensor([[0, 4, 2], [6, 1, 1]])
+    attn_mask = None
+    if with_mask:
+        # Sample 0 may not attend to its last two tokens.
+        attn_mask = torch.ones(2, 1, 1, 7, dtype=torch.bool)
+        attn_mask[0, ..., 5:] = False
+    row_weights = torch.randn(2, 3, 32)
+
+    full, _ = encoder_layer_forward(layer, tokens, attn_mask)
+    expected = torch.stack((full[0, [0, 4, 2]], full[1, [6, 1, 1]]))
+    (expected * row_weights).sum().backward()
+    expected_grads = [tokens.grad.clone()] + [
+        param.grad.clone() for param in layer.parameters()
+    ]
+    tokens.grad = None
+    layer.zero_grad()
+
+    selected, _ = encoder_layer_forward(
+        layer, tokens, attn_mask, query_ids=query_ids)
+    assert selected.shape == (2, 3, 32)
+    torch.testing.assert_close(selected, expected, atol=ATOL, rtol=0)
+    (selected * row_weights).sum().backward()
+    grads = [tokens.grad] + [param.grad for param in layer.parameters()]
+    for grad, expected_grad in zip(grads, expected_grads):
+        torch.testing.assert_close(grad, expected_grad, atol=ATOL, rtol=1e-4)
+
+
+def test_encoder_layer_forward_query_ids_with_maps_raises():
+    layer = build_backbone().layers[0]
+    with pytest.raises(ValueError, match='query_ids'):
+        encoder_layer_forward(
+            layer,
+            torch.randn(1, 5, 32),
+            need_maps=True,
+            query_ids=torch.zeros(1, 1, dtype=torch.long))

@@ -262,3 +262,65 @@ def test_csr_forward_padding_ignored():
     assert torch.equal(pred_other_token, pred)
     assert torch.equal(pred_other_id, pred)
     torch.testing.assert_close(pred[:1], unpadded, atol=ATOL, rtol=0)
+
+
+def test_csr_hidden_patch_ids():
+    hidden = torch.tensor([[False, True, False, True, True, False, False,
+                            False],
+                           [True, False, False, False, False, False, True,
+                            False]])
+    ids = CSRHead.hidden_patch_ids(hidden)
+    # Up to 3 hidden patches per sample, in grid order; sample 1 has 2 and
+    # is padded with its first visible patch.
+    assert ids.tolist() == [[1, 3, 4], [0, 6, 1]]
+    assert not hidden[1, ids[1, 2]]
+
+
+def test_csr_hidden_patch_ids_none_hidden():
+    ids = CSRHead.hidden_patch_ids(torch.zeros(2, 8, dtype=torch.bool))
+    assert ids.shape == (2, 1)
+
+
+@pytest.mark.parametrize('pos_interp', ['2d', 'flat1d'])
+def test_csr_pred_ids_match_reference(pos_interp):
+    # Predicting only the hidden patches gives the reference loss and
+    # gradients of predicting every patch.
+    from saip_reference import csr_loss_reference, csr_predict_reference
+    head = build_head(pos_interp=pos_interp)
+    masked_tokens = torch.randn(2, 5, 32, requires_grad=True)
+    reference_cls = torch.randn(2, 32, requires_grad=True)
+    visible_ids = torch.tensor([[5, 1, 6, 3], [0, 2, 4, 7]])
+    visible_padding = torch.tensor([[False, False, False, True],
+                                    [False, False, False, False]])
+    hidden = torch.ones(2, 8, dtype=torch.bool)
+    hidden[0, [5, 1, 6]] = False
+    hidden[1, [0, 2, 4, 7]] = False
+    images = torch.randn(2, 3, 8, 4)
+    inputs = (masked_tokens, reference_cls)
+
+    def gradients():
+        grads = [tensor.grad.clone() for tensor in inputs]
+        grads += [param.grad.clone() for param in head.parameters()]
+        for tensor in inputs:
+            tensor.grad = None
+        head.zero_grad()
+        return grads
+
+    full = csr_predict_reference(head, masked_tokens, reference_cls,
+                                 visible_ids, GRID, visible_padding)
+    expected = csr_loss_reference(head, full, images, hidden, GRID)
+    expected.backward()
+    expected_grads = gradients()
+
+    pred_ids = head.hidden_patch_ids(hidden)
+    pred = head(masked_tokens, reference_cls, visible_ids, GRID,
+                visible_padding, pred_ids)
+    assert pred.shape == (2, 5, PIXELS)
+    torch.testing.assert_close(
+        pred, torch.stack([full[b, pred_ids[b]] for b in range(2)]),
+        atol=ATOL, rtol=0)
+    loss = head.loss(pred, images, hidden, GRID, pred_ids)['loss_csr']
+    torch.testing.assert_close(loss, expected, atol=ATOL, rtol=1e-5)
+    loss.backward()
+    for grad, expected_grad in zip(gradients(), expected_grads):
+        torch.testing.assert_close(grad, expected_grad, atol=ATOL, rtol=1e-4)

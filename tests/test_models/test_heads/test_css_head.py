@@ -202,3 +202,36 @@ def test_mask_iou_by_hand():
     assert mask_iou(pred[2:], target[2:]).item() == 0.
     empty = torch.zeros(1, 4, dtype=torch.bool)
     assert mask_iou(empty, empty).item() == 1.
+
+
+def test_css_query_kernel_matches_reference():
+    # The last query block updates only the class token; the kernel and
+    # every gradient must equal those of full blocks.
+    from saip_reference import css_query_kernel_reference
+    head = build_head()
+    query_tokens = torch.randn(2, 9, 32, requires_grad=True)
+    canvas_tokens = torch.randn(2, 12, 32)
+    weights = torch.randn(2, 32)
+
+    expected = css_query_kernel_reference(head, query_tokens, canvas_tokens)
+    (expected * weights).sum().backward()
+    expected_grads = {'query_tokens': query_tokens.grad.clone()}
+    expected_grads.update({
+        name: param.grad.clone()
+        for name, param in head.named_parameters() if param.grad is not None
+    })
+    query_tokens.grad = None
+    head.zero_grad()
+
+    kernel = head.query_kernel(query_tokens, canvas_tokens)
+    torch.testing.assert_close(kernel, expected, atol=ATOL, rtol=0)
+    (kernel * weights).sum().backward()
+    grads = {'query_tokens': query_tokens.grad}
+    grads.update({
+        name: param.grad
+        for name, param in head.named_parameters() if param.grad is not None
+    })
+    assert set(grads) == set(expected_grads)
+    for name, grad in grads.items():
+        torch.testing.assert_close(
+            grad, expected_grads[name], atol=ATOL, rtol=1e-4, msg=name)
