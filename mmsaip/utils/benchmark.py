@@ -1,7 +1,7 @@
 """Measurement helpers for the pretraining benchmark.
 
 ``tools/analysis/benchmark_pretrain.py`` wraps these: a hand count of ViT
-forward FLOPs, a FLOP counter that also knows PyTorch's CPU attention
+forward FLOPs, a FLOP counter that also counts PyTorch's CPU attention
 kernel, the machine's own matmul rate, step timing and peak memory.
 """
 import os
@@ -199,7 +199,7 @@ class PeakMemory:
     On CUDA it reads ``torch.cuda.max_memory_allocated`` after resetting
     the peak. On CPU a background thread samples the resident set size
     every ``interval`` seconds from /proc, so peaks shorter than the
-    interval can be missed; where /proc is missing, it falls back to the
+    interval can be missed. Where /proc is missing, it falls back to the
     process-lifetime peak from ``getrusage``, which includes earlier
     phases.
 
@@ -261,11 +261,11 @@ AMP_DTYPES = {'none': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 class TrainStep:
     """One optimisation step of a self-supervised model, as the runner does.
 
-    A call runs the forward pass (under autocast when ``amp`` is not
-    'none'), sums the loss terms with ``model.parse_losses``, back-propagates
-    (through a gradient scaler for fp16), steps the optimizer, clears the
-    gradients and, when the model has ``update_teacher`` (SAIP), updates
-    its EMA teacher.
+    A call runs the forward pass, under autocast when ``amp`` is not
+    'none', and sums the loss terms with ``model.parse_losses``. It then
+    back-propagates (through a gradient scaler for fp16), steps the
+    optimizer and clears the gradients. When the model has
+    ``update_teacher`` (SAIP), it also updates the EMA teacher.
 
     Args:
         model (nn.Module): An mmengine ``BaseModel``.

@@ -298,9 +298,12 @@ def benchmark_mae(cfg: Config, dataset, args,
         [sample['inputs']['global_views'][0] for sample in samples])
     image_size = tuple(global_views.shape[-2:])
     model = build_mae(image_size).to(device).train()
-    mean = torch.tensor(cfg.model.data_preprocessor.mean).view(1, -1, 1, 1)
-    std = torch.tensor(cfg.model.data_preprocessor.std).view(1, -1, 1, 1)
-    images = ((global_views.float() - mean) / std).to(device)
+    # Normalised by SAIP's preprocessor, so both models see the same pixels.
+    preprocessor = MODELS.build(
+        cfg.model.get('data_preprocessor',
+                      dict(type='SAIPDataPreprocessor'))).to(device)
+    images = preprocessor(dict(inputs=dict(images=global_views)),
+                          True)['inputs']['images']  # (B, C, H, W)
     step = TrainStep(model, build_optimizer(model, cfg),
                      lambda data: mae_losses(model, data), args.amp)
     results = measure_step(step, images, args.batch_size, args, device)
@@ -363,7 +366,8 @@ def format_table(report: Dict) -> str:
 
 
 def load_average() -> Optional[List[float]]:
-    """The 1, 5 and 15 minute load averages, where the OS reports them."""
+    """Return the 1, 5 and 15 minute load averages, or None where the OS
+    has none."""
     try:
         return [round(value, 2) for value in os.getloadavg()]
     except OSError:
@@ -405,7 +409,7 @@ def main() -> None:
 
     matmul_dtype = AMP_DTYPES[args.amp] or torch.float32
     # Other processes on a shared machine change the matmul rate, so it is
-    # measured before, between and after the models; the median is the
+    # measured before, between and after the models. The median is the
     # reference of the MFU.
     rates = [measure_matmul_rate(MATMUL_SIZE, matmul_dtype, device)]
     report['saip'] = benchmark_saip(cfg, dataset, args, device)

@@ -18,9 +18,9 @@ from ..utils.pos_embed import (POS_INTERP_MODES, resize_pos_embed_flat1d,
 class CSRHead(BaseModule):
     """Reconstruct hidden patches of a rescaled view.
 
-    The decoder receives, in this order: the class token of the masked view, the
-    class token of the *other* global view at base scale (a summary of the
-    same person under another augmentation and scale), and one slot per
+    The decoder receives, in this order: the class token of the masked view,
+    the class token of the *other* global view at base scale (a summary of
+    the same person under another augmentation and scale), and one slot per
     patch of the masked view, filled with the embedded visible tokens or a
     learned mask token. It predicts the pixels of every patch, or only of
     the patches listed in ``pred_ids``; the loss is the MSE to per-patch
