@@ -82,7 +82,7 @@ def test_consecutive_nan_stops_run(tmp_path, shared_data_root):
     with pytest.raises(NonFiniteLossError, match='3 consecutive steps'):
         runner.train()
     # Iterations 2 and 3 were skipped, iteration 4 raised: the checkpoint
-    # written after iteration 3 holds the weights of the last good step.
+    # written after iteration 3 contains the weights of the last good step.
     with open(osp.join(str(tmp_path), 'last_checkpoint')) as f:
         last = f.read()
     assert last == osp.join(str(tmp_path), 'iter_4.pth')

@@ -63,7 +63,7 @@ def test_demo_pretraining_loss_falls(tmp_path, shared_data_root):
     assert not torch.equal(teacher_end, teacher_start)
     assert not torch.equal(teacher_end, model.backbone.pos_embed)
 
-    # The checkpoint holds both branches and the CSM centre, and reloads.
+    # The checkpoint contains both branches and the CSM centre, and reloads.
     checkpoint_path = osp.join(str(tmp_path), f'iter_{max_iters}.pth')
     checkpoint = torch.load(checkpoint_path, map_location='cpu')
     state_dict = checkpoint['state_dict']

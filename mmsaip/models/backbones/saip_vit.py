@@ -311,9 +311,9 @@ def encoder_layer_forward(
 ) -> Tuple[torch.Tensor, Optional[AttentionMaps]]:
     """Run one mmpretrain encoder layer, with optional mask and maps.
 
-    The maths equals ``TransformerEncoderLayer.forward``; this version adds
-    a key mask for padded tokens and, on request, computes the attention
-    explicitly so that the query-key and value-value maps can be returned.
+    The maths equals ``TransformerEncoderLayer.forward``. This version adds
+    a key mask for padded tokens. On request it computes the attention
+    explicitly, so that the query-key and value-value maps can be returned.
 
     With ``query_ids``, only the listed tokens are updated: keys and values
     come from all L tokens, but the queries, the attention output, the

@@ -76,7 +76,7 @@ def test_saip_first_step_values(seeded):
     # The teacher starts as an exact copy, so its attention maps equal the
     # student's and the distillation term is exactly zero.
     assert losses['loss_csm_attn'].item() == 0.
-    # The centre starts at 0 and the teacher sees the same views: every
+    # The centre starts at 0 and the teacher receives the same views: every
     # CSM pair is a cross-entropy between two distributions over K = 64
     # prototypes, bounded below by the teacher's entropy.
     assert 0. < losses['csm_teacher_entropy'].item() <= math.log(64) + 1e-5
