@@ -2,8 +2,10 @@
 
 Every transformer block here runs mmpretrain's own
 ``TransformerEncoderLayer.forward`` over all tokens, every view is encoded
-on its own, and the CSR decoder predicts every patch. The model code skips
-work whose result is never read; these functions do not.
+on its own, the CSR decoder predicts every patch, and the CSM projector and
+loss normalise the prototypes and sum the cross-entropy pairs in the plain
+way. The model code skips work whose result is never read and uses leaner
+kernels for the same maths; these functions do not.
 """
 from typing import Dict, Sequence
 
@@ -38,6 +40,30 @@ def css_logits_reference(head, query_tokens: torch.Tensor,
         batch, channels, *grid)
     features = head.mask_convs(feature_map).flatten(2)  # (B, D, H * W)
     return (kernel[:, :, None] * features).sum(dim=1)
+
+
+def csm_projector_reference(neck, cls_token: torch.Tensor) -> torch.Tensor:
+    """CSMProjector logits (N, K) with an explicitly normalised weight."""
+    bottleneck = F.normalize(neck.mlp(cls_token), dim=-1)
+    return F.linear(bottleneck, F.normalize(neck.last_layer.weight, dim=-1))
+
+
+def csm_loss_reference(head, student_logits: torch.Tensor,
+                       teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the (teacher view, other student view)
+    pairs, one pair at a time, at the post-warm-up temperature."""
+    targets = F.softmax(
+        (teacher_logits - head.center) / head.teacher_temp, dim=-1)
+    log_probs = F.log_softmax(student_logits / head.student_temp, dim=-1)
+    pair_losses = []
+    for teacher_view in range(targets.shape[0]):
+        for student_view in range(log_probs.shape[0]):
+            if student_view == teacher_view:
+                continue
+            cross_entropy = -(targets[teacher_view] *
+                              log_probs[student_view]).sum(dim=-1)
+            pair_losses.append(cross_entropy.mean())
+    return head.loss_weight * torch.stack(pair_losses).mean()
 
 
 def csr_predict_reference(head, masked_tokens: torch.Tensor,
@@ -116,7 +142,8 @@ def saip_losses_reference(model, inputs: Dict[str, torch.Tensor],
         teacher_backbone = model.teacher.module['backbone']
         teacher_global = teacher_backbone.forward_views(
             global_flat, return_attn=True)
-        teacher_logits = model.teacher.module['neck'](
+        teacher_logits = csm_projector_reference(
+            model.teacher.module['neck'],
             teacher_global.final_tokens[:, 0]).view(num_global, batch, -1)
         canvas_tokens = teacher_backbone.forward_views(
             inputs['canvas']).tap_tokens[:, 1:]
@@ -134,12 +161,11 @@ def saip_losses_reference(model, inputs: Dict[str, torch.Tensor],
         student_global.final_tokens[:, 0], student_local.final_tokens[:, 0],
         student_roi.final_tokens[:, 0], student_region.final_tokens[:, 0]
     ])
-    student_logits = model.neck(student_cls).view(num_global + num_local + 2,
-                                                  batch, -1)
+    student_logits = csm_projector_reference(model.neck, student_cls).view(
+        num_global + num_local + 2, batch, -1)
     losses = dict(
-        loss_csm=model.csm_head.loss(
-            student_logits, teacher_logits,
-            update_center=False)['loss_csm'],
+        loss_csm=csm_loss_reference(model.csm_head, student_logits,
+                                    teacher_logits),
         loss_csm_attn=model.attn_distill_loss([student_global.attn_maps],
                                               [teacher_global.attn_maps]))
 

@@ -23,7 +23,11 @@ optim_wrapper = dict(
     _delete_=True,
     max_consecutive_nonfinite=20,
     optimizer=dict(
-        type='AdamW', lr=5e-4, betas=(0.9, 0.95), weight_decay=0.05),
+        type='AdamW',
+        lr=5e-4,
+        betas=(0.9, 0.95),
+        weight_decay=0.05,
+        fused=True),
     paramwise_cfg={{_base_.optim_wrapper.paramwise_cfg}})
 
 param_scheduler = [

@@ -8,8 +8,10 @@ import mmsaip  # noqa: F401
 from mmsaip.engine.optimizers import NonFiniteLossError
 
 
-def build_wrapper(wrapper_type: str, model: nn.Module, **kwargs):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+def build_wrapper(wrapper_type: str, model: nn.Module,
+                  adamw_kwargs: dict = None, **kwargs):
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=0.1, **(adamw_kwargs or {}))
     return OPTIM_WRAPPERS.build(
         dict(type=wrapper_type, optimizer=optimizer, **kwargs))
 
@@ -77,10 +79,16 @@ def test_wrapper_invalid_limit():
             'SAIPOptimWrapper', nn.Linear(2, 2), max_consecutive_nonfinite=0)
 
 
-def test_amp_wrapper_cpu_scaler_skips_inf_grad():
+# The configs use the fused AdamW; the scaler hands it the scale and the
+# inf flags instead of unscaling the gradients itself.
+ADAMW_IMPLEMENTATIONS = [dict(), dict(foreach=True), dict(fused=True)]
+
+
+@pytest.mark.parametrize('adamw_kwargs', ADAMW_IMPLEMENTATIONS)
+def test_amp_wrapper_cpu_scaler_skips_inf_grad(adamw_kwargs):
     torch.manual_seed(0)
     model = nn.Linear(4, 2)
-    wrapper = build_wrapper('SAIPAmpOptimWrapper', model)
+    wrapper = build_wrapper('SAIPAmpOptimWrapper', model, adamw_kwargs)
     assert wrapper.device_type == ('cuda'
                                    if torch.cuda.is_available() else 'cpu')
     scale_before = wrapper.loss_scaler.get_scale()
@@ -108,3 +116,23 @@ def test_wrapper_accumulation_reports_boundary():
         wrapper.update_params(model(torch.randn(3, 4)).pow(2).mean())
         applied.append(wrapper.last_step_applied)
     assert applied == [False, True, False, True]
+
+
+@pytest.mark.parametrize('adamw_kwargs', ADAMW_IMPLEMENTATIONS)
+def test_amp_wrapper_step_matches_plain_adamw(adamw_kwargs):
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    plain_model = nn.Linear(4, 2)
+    plain_model.load_state_dict(model.state_dict())
+    wrapper = build_wrapper('SAIPAmpOptimWrapper', model, adamw_kwargs)
+    plain = torch.optim.AdamW(plain_model.parameters(), lr=0.1)
+    for _ in range(3):
+        inputs = torch.randn(3, 4)
+        wrapper.update_params(model(inputs).pow(2).mean())
+        assert wrapper.last_step_applied
+        plain_model(inputs).pow(2).mean().backward()
+        plain.step()
+        plain.zero_grad()
+    # The loss scale (65536) is divided out before the update.
+    for ours, expected in zip(model.parameters(), plain_model.parameters()):
+        torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)

@@ -37,7 +37,8 @@ from mmpretrain.registry import DATASETS, MODELS
 import mmsaip  # noqa: F401  (registers the SAIP modules)
 from mmsaip.utils.benchmark import (AMP_DTYPES, PeakMemory, TrainStep,
                                     count_flops, measure_matmul_rate, median,
-                                    time_call, vit_forward_flops)
+                                    synchronize, time_call,
+                                    vit_forward_flops)
 
 MATMUL_SIZE = 2048
 # Torch seed of the first model step; step i uses STEP_SEED + i.
@@ -158,6 +159,10 @@ def measure_step(step: TrainStep, inputs, batch_size: int, args,
     Step i starts from torch seed ``STEP_SEED + i``, so the FLOPs are
     counted on the same random draws (SAIP's rescale factors and masks,
     which change the token counts) as the timed steps, in a second run.
+    The peak memory comes from one more step with the first timed seed.
+    It is measured apart from the timed steps because, on CPU, the thread
+    that samples the memory competes with the compute threads for the
+    cores.
     """
     seeds = iter(range(STEP_SEED, STEP_SEED + args.warmup + args.iters))
 
@@ -165,8 +170,11 @@ def measure_step(step: TrainStep, inputs, batch_size: int, args,
         torch.manual_seed(next(seeds))
         step(inputs)
 
+    seconds = time_call(seeded_step, args.iters, args.warmup, device)
     with PeakMemory(device) as memory:
-        seconds = time_call(seeded_step, args.iters, args.warmup, device)
+        torch.manual_seed(STEP_SEED + args.warmup)
+        step(inputs)
+        synchronize(device)
 
     forward_flops, backward_flops = [], []
     for index in range(args.warmup, args.warmup + args.iters):

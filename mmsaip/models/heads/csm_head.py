@@ -125,9 +125,12 @@ class CSMHead(BaseModule):
         # (V_s, B, K) log-probabilities of the student.
         log_probs = F.log_softmax(
             student_logits.float() / self.student_temp, dim=-1)
-        # cross[i, v] = mean over B of CE(teacher view i, student view v).
-        cross = -torch.einsum('ibk,vbk->iv', targets,
-                              log_probs) / targets.shape[1]
+        # cross[i, v] = mean over B of CE(teacher view i, student view v),
+        # as one (V_t, B * K) x (B * K, V_s) product. Its backward writes
+        # the (V_s, B * K) gradient of log_probs contiguously, where einsum
+        # made a permuted copy.
+        cross = -(targets.flatten(1) @ log_probs.flatten(1).t()
+                  ) / targets.shape[1]
         pair_mask = torch.ones_like(cross, dtype=torch.bool)
         diagonal = torch.arange(num_teacher_views, device=cross.device)
         pair_mask[diagonal, diagonal] = False
@@ -138,8 +141,10 @@ class CSMHead(BaseModule):
             self.update_center(teacher_logits)
         return dict(
             loss_csm=self.loss_weight * loss,
-            csm_teacher_temp=torch.tensor(
-                self.teacher_temperature(epoch), device=loss.device),
+            # torch.full fills on the device, with no copy from the host.
+            csm_teacher_temp=torch.full((),
+                                        self.teacher_temperature(epoch),
+                                        device=loss.device),
             csm_teacher_entropy=entropy.detach())
 
     @torch.no_grad()

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
+from ..utils.weight_normalized_linear import weight_normalized_linear
+
 
 @MODELS.register_module()
 class CSMProjector(BaseModule):
@@ -64,5 +66,6 @@ class CSMProjector(BaseModule):
             Tensor: Logits of shape (B, K), each in [-1, 1] (cosines).
         """
         bottleneck = F.normalize(self.mlp(cls_token), dim=-1, p=2)
-        prototypes = F.normalize(self.last_layer.weight, dim=-1, p=2)
-        return F.linear(bottleneck, prototypes)
+        # Same as F.linear(bottleneck, F.normalize(weight)), without a
+        # normalised copy of the (K, C) weight in forward and backward.
+        return weight_normalized_linear(bottleneck, self.last_layer.weight)
