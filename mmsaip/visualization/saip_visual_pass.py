@@ -4,7 +4,6 @@ from typing import Dict, NamedTuple, Tuple
 import torch
 from mmengine.model import is_model_wrapper
 
-from mmsaip.models.utils import anchor_grid_mask
 
 BRANCHES = ('teacher', 'student')
 
@@ -98,12 +97,11 @@ def run_saip_visual_pass(model: torch.nn.Module,
                          branch: str = 'teacher') -> SAIPVisualOutputs:
     """Run the views of a batch through a SAIP model without a loss.
 
-    This repeats the forward stages of ``SAIP.loss`` with the model's public
-    parts (``rescale``, ``anchor_grid_mask``, ``backbone.forward_views``,
-    the teacher, ``csr_head`` and ``css_head``) and keeps the intermediate
-    tensors. As in training, CSR and CSS read the student's tokens and the
-    teacher's canvas tokens. Random draws (the rescale factors and the CSR
-    mask) come from torch's global generator, like the model's own.
+    The views, masks and random draws (the rescale factors and the CSR
+    mask, from torch's global generator) come from ``SAIP.prepare_views``,
+    as in ``SAIP.loss``. The backbones and heads then run on them without a
+    loss, and the intermediate tensors are kept. As in training, CSR and
+    CSS read the student's tokens and the teacher's canvas tokens.
 
     Args:
         model (nn.Module): A ``SAIP`` model, or a wrapper around one.
@@ -116,39 +114,19 @@ def run_saip_visual_pass(model: torch.nn.Module,
     Returns:
         SAIPVisualOutputs: The tensors, moved to the CPU.
     """
-    # NOTE: these stages copy SAIP.loss by hand, so a change to how the
-    # model builds its views there must be repeated here.
     if branch not in BRANCHES:
         raise ValueError(f'branch must be one of {BRANCHES}, got {branch!r}')
     if is_model_wrapper(model):
         model = model.module
-    for key in ('global_views', 'local_views', 'roi_view', 'region_view',
-                'canvas', 'inst_mask', 'roi_mask'):
-        if key not in inputs:
-            raise KeyError(f'inputs lack {key!r} (found {sorted(inputs)}). '
-                           'Pass the output of SAIPDataPreprocessor for a '
-                           'batch packed by PackSAIPInputs.')
 
-    # Views and masks, drawn in the order SAIP.loss draws them.
+    # The same views, masks and random draws as SAIP.loss.
+    views = model.prepare_views(inputs)
+    batch, num_global = views.batch_size, views.num_global
     global_views = inputs['global_views']
-    batch, num_global = global_views.shape[:2]
-    roi_factor = model.draw_rescale_factor()
-    roi_view = model.rescale(inputs['roi_view'], roi_factor)
-    region_factor = model.draw_rescale_factor()
-    region_view = model.rescale(inputs['region_view'], region_factor)
-    csr_view = model.rescale(global_views[:, 1], model.csr_scale)
-    csr_grid = model.patch_grid(csr_view)
-    anchor_mask = anchor_grid_mask(
-        batch,
-        model.backbone.patch_resolution,
-        csr_grid,
-        mask_ratio=model.mask_ratio,
-        visible_count=model.csr_visible_count,
-        device=csr_view.device)
-    canvas = inputs['canvas']
-    canvas_grid = model.patch_grid(canvas)
-    inst_target = model.masks_to_grid(inputs['inst_mask'], canvas_grid)
-    roi_target = model.masks_to_grid(inputs['roi_mask'], canvas_grid)
+    canvas = views.canvas
+    csr_view, csr_grid = views.csr_view, views.csr_grid
+    canvas_grid = views.canvas_grid
+    anchor_mask = views.anchor_mask
 
     # Teacher canvas tokens, as CSS reads them in training.
     teacher_backbone = model.teacher.module['backbone']
@@ -158,7 +136,8 @@ def run_saip_visual_pass(model: torch.nn.Module,
     # Student tap tokens of global view 0, the ROI view and the masked view.
     first_global = model.backbone.forward_views(
         global_views[:, 0], stop_at_tap=True)
-    student_roi = model.backbone.forward_views(roi_view, stop_at_tap=True)
+    student_roi = model.backbone.forward_views(
+        views.roi_view, stop_at_tap=True)
     student_masked = model.backbone.forward_views(
         csr_view,
         stop_at_tap=True,
@@ -184,9 +163,8 @@ def run_saip_visual_pass(model: torch.nn.Module,
     # Class-token attention of the chosen branch on both global views.
     attn_backbone = teacher_backbone if branch == 'teacher' else \
         model.backbone
-    # (B, V, C, H, W) -> (V * B, C, H, W), view-major as in SAIP.loss.
-    global_flat = global_views.transpose(0, 1).flatten(0, 1)
-    attn_out = attn_backbone.forward_views(global_flat, return_attn=True)
+    attn_out = attn_backbone.forward_views(
+        views.global_flat, return_attn=True)
     attn_grid = tuple(attn_out.patch_resolution)
     # Row 0 of the query-key map, without the class-token column:
     # (V * B, heads, L) -> (V, B, heads, H, W) -> (B, V, heads, H, W).
@@ -198,16 +176,16 @@ def run_saip_visual_pass(model: torch.nn.Module,
     return SAIPVisualOutputs(
         global_views=global_views.cpu(),
         local_views=inputs['local_views'].cpu(),
-        roi_view=roi_view.cpu(),
-        region_view=region_view.cpu(),
-        roi_factor=float(roi_factor),
-        region_factor=float(region_factor),
+        roi_view=views.roi_view.cpu(),
+        region_view=views.region_view.cpu(),
+        roi_factor=float(views.roi_factor),
+        region_factor=float(views.region_factor),
         canvas=canvas.cpu(),
         inst_mask=inputs['inst_mask'].cpu(),
         roi_mask=inputs['roi_mask'].cpu(),
         canvas_grid=tuple(canvas_grid),
-        inst_target=inst_target.cpu(),
-        roi_target=roi_target.cpu(),
+        inst_target=views.inst_target.cpu(),
+        roi_target=views.roi_target.cpu(),
         inst_logits=inst_logits.float().cpu(),
         roi_logits=roi_logits.float().cpu(),
         csr_view=csr_view.cpu(),

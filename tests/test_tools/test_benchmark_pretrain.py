@@ -45,6 +45,12 @@ def check_step_figures(figures: dict) -> None:
                 'mfu', 'peak_memory_bytes'):
         assert figures[key] > 0, key
     assert figures['forward_flops'] < figures['flops_per_step']
+    # One timed step: its MFU is its FLOP/s over the matmul rate measured
+    # right before it.
+    assert len(figures['matmul_flops_per_s_per_step']) == 1
+    expected_mfu = (figures['flops_per_step'] / figures['step_seconds'][0] /
+                    figures['matmul_flops_per_s_per_step'][0])
+    assert figures['mfu'] == pytest.approx(expected_mfu, rel=1e-9)
     # The FLOP counter and the hand count of one ViT-Tiny forward at
     # 256x128 agree.
     assert figures['hand_count']['image_size'] == [256, 128]
@@ -67,6 +73,7 @@ def test_benchmark_pretrain_saip_only(tmp_path, shared_data_root):
     assert len(full['seconds']) == 1
     assert full['images_per_s'] > 0
     assert report['saip']['optimizer']['type'] == 'AdamW'
+    assert report['saip']['optimizer']['fused'] is True
 
 
 @pytest.mark.integration

@@ -159,18 +159,35 @@ def measure_step(step: TrainStep, inputs, batch_size: int, args,
     Step i starts from torch seed ``STEP_SEED + i``, so the FLOPs are
     counted on the same random draws (SAIP's rescale factors and masks,
     which change the token counts) as the timed steps, in a second run.
+
+    The matmul rate that the MFU divides by is measured right before each
+    timed step, in the step's precision. On a shared machine the speed
+    changes from minute to minute, and a reference measured at another
+    moment would move the MFU by as much as the code does. The MFU is the
+    median over the timed steps of each step's FLOP/s over its own
+    reference.
+
     The peak memory comes from one more step with the first timed seed.
     It is measured apart from the timed steps because, on CPU, the thread
     that samples the memory competes with the compute threads for the
     cores.
     """
-    seeds = iter(range(STEP_SEED, STEP_SEED + args.warmup + args.iters))
-
-    def seeded_step() -> None:
-        torch.manual_seed(next(seeds))
+    matmul_dtype = AMP_DTYPES[args.amp] or torch.float32
+    for index in range(args.warmup):
+        torch.manual_seed(STEP_SEED + index)
         step(inputs)
+    seconds, matmul_rates = [], []
+    for index in range(args.warmup, args.warmup + args.iters):
+        matmul_rates.append(
+            measure_matmul_rate(
+                MATMUL_SIZE, matmul_dtype, device, iters=3, warmup=1))
+        torch.manual_seed(STEP_SEED + index)
+        synchronize(device)
+        start = time.perf_counter()
+        step(inputs)
+        synchronize(device)
+        seconds.append(time.perf_counter() - start)
 
-    seconds = time_call(seeded_step, args.iters, args.warmup, device)
     with PeakMemory(device) as memory:
         torch.manual_seed(STEP_SEED + args.warmup)
         step(inputs)
@@ -183,22 +200,31 @@ def measure_step(step: TrainStep, inputs, batch_size: int, args,
         forward_flops.append(flops)
         _, flops = count_flops(lambda: step.update(losses))
         backward_flops.append(flops)
-    flops_per_step = (sum(forward_flops) + sum(backward_flops)) / args.iters
+    step_flops = [
+        forward + backward
+        for forward, backward in zip(forward_flops, backward_flops)
+    ]
+    flops_per_step = sum(step_flops) / args.iters
     step_seconds = median(seconds)
+    mfu_per_step = [
+        flops / step_time / rate
+        for flops, step_time, rate in zip(step_flops, seconds, matmul_rates)
+    ]
     return dict(
         batch_size=batch_size,
         step_seconds=seconds,
         step_seconds_median=step_seconds,
         images_per_s=batch_size / step_seconds,
         flops_per_step=flops_per_step,
-        flops_per_step_range=[
-            min(map(sum, zip(forward_flops, backward_flops))),
-            max(map(sum, zip(forward_flops, backward_flops)))
-        ],
+        flops_per_step_range=[min(step_flops), max(step_flops)],
         forward_flops=sum(forward_flops) / args.iters,
         backward_flops=sum(backward_flops) / args.iters,
         # The median time resists a step slowed down by other processes.
         achieved_flops_per_s=flops_per_step / step_seconds,
+        matmul_flops_per_s_per_step=matmul_rates,
+        matmul_flops_per_s=median(matmul_rates),
+        mfu_per_step=mfu_per_step,
+        mfu=median(mfu_per_step),
         peak_memory_bytes=memory.peak_bytes,
         peak_memory_source=memory.source,
         optimizer=optimizer_summary(step.optimizer))
@@ -342,6 +368,8 @@ def format_table(report: Dict) -> str:
     add('  forward (teacher + student)', 'forward_flops', '{:.1f}', 1e-9)
     add('  backward', 'backward_flops', '{:.1f}', 1e-9)
     add('achieved GFLOP/s', 'achieved_flops_per_s', '{:.1f}', 1e-9)
+    add('matmul GFLOP/s before the steps', 'matmul_flops_per_s', '{:.1f}',
+        1e-9)
     add('MFU vs measured matmul', 'mfu', '{:.1%}')
     add('peak memory (MiB)', 'peak_memory_bytes', '{:.0f}', 2**-20)
     add('full iteration (images/s)', 'full_iteration.images_per_s',
@@ -415,22 +443,16 @@ def main() -> None:
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     report['data'] = measure_data(dataset, args.num_images)
 
-    matmul_dtype = AMP_DTYPES[args.amp] or torch.float32
-    # Other processes on a shared machine change the matmul rate, so it is
-    # measured before, between and after the models. The median is the
-    # reference of the MFU.
-    rates = [measure_matmul_rate(MATMUL_SIZE, matmul_dtype, device)]
     report['saip'] = benchmark_saip(cfg, dataset, args, device)
-    rates.append(measure_matmul_rate(MATMUL_SIZE, matmul_dtype, device))
     if not args.skip_mae:
         report['mae'] = benchmark_mae(cfg, dataset, args, device)
-        rates.append(measure_matmul_rate(MATMUL_SIZE, matmul_dtype, device))
+    # The per-step references of all models, for the table's header line.
+    rates = [
+        rate for name in ('saip', 'mae') if name in report
+        for rate in report[name]['matmul_flops_per_s_per_step']
+    ]
     report['matmul_flops_per_s_samples'] = rates
     report['matmul_flops_per_s'] = median(rates)
-    for name in ('saip', 'mae'):
-        if name in report:
-            report[name]['mfu'] = (report[name]['achieved_flops_per_s'] /
-                                   report['matmul_flops_per_s'])
     report['load_average_end'] = load_average()
 
     print(format_table(report))

@@ -1,5 +1,5 @@
 """SAIP: scale-aware image pretraining."""
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -9,10 +9,56 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from ..backbones.saip_vit import SAIPViTOutput
-from ..utils.anchor_mask import VISIBLE_COUNT_MODES, anchor_grid_mask
+from ..utils.anchor_mask import (VISIBLE_COUNT_MODES, AnchorMask,
+                                 anchor_grid_mask)
 from ..utils.cosine_momentum_ema import CosineMomentumEMA
 
 RESIZE_MODES = ('nearest', 'bilinear')
+# Keys of the SAIPDataPreprocessor output that SAIP reads.
+SAIP_INPUT_KEYS = ('global_views', 'local_views', 'roi_view', 'region_view',
+                   'canvas', 'inst_mask', 'roi_mask')
+
+
+class SAIPViews(NamedTuple):
+    """Views, grids, mask and targets of one SAIP step.
+
+    Attributes:
+        batch_size (int): Images in the batch, B.
+        num_global (int): Global views per image, V_g.
+        num_local (int): Local views per image, V_l.
+        global_flat (Tensor): Global views, view-major, (V_g * B, C, H, W).
+        local_flat (Tensor): Local views, view-major, (V_l * B, C, h, w).
+        roi_factor (float): Rescale factor drawn for the ROI view.
+        region_factor (float): Rescale factor drawn for the region view.
+        roi_view (Tensor): Rescaled ROI views, (B, C, H_r, W_r).
+        region_view (Tensor): Rescaled region views, (B, C, H_s, W_s).
+        csr_view (Tensor): Global view 1 upscaled by ``csr_scale``, before
+            masking, (B, C, H_m, W_m).
+        csr_grid (tuple[int, int]): Patch grid (H, W) of ``csr_view``.
+        anchor_mask (AnchorMask): The CSR mask on ``csr_grid``.
+        canvas (Tensor): Multi-person canvases, (B, C, H_c, W_c).
+        canvas_grid (tuple[int, int]): Patch grid (H, W) of ``canvas``.
+        inst_target (Tensor): Bool (B, H * W) on ``canvas_grid``, True where
+            the instance was pasted.
+        roi_target (Tensor): Bool (B, H * W), True where the region was
+            pasted.
+    """
+    batch_size: int
+    num_global: int
+    num_local: int
+    global_flat: torch.Tensor
+    local_flat: torch.Tensor
+    roi_factor: float
+    region_factor: float
+    roi_view: torch.Tensor
+    region_view: torch.Tensor
+    csr_view: torch.Tensor
+    csr_grid: Tuple[int, int]
+    anchor_mask: AnchorMask
+    canvas: torch.Tensor
+    canvas_grid: Tuple[int, int]
+    inst_target: torch.Tensor
+    roi_target: torch.Tensor
 
 
 @MODELS.register_module()
@@ -234,6 +280,66 @@ class SAIP(BaseSelfSupervisor):
             masks[:, None].float(), size=grid, mode='nearest')
         return resized.flatten(1).bool()
 
+    def prepare_views(self, inputs: Dict[str, torch.Tensor]) -> SAIPViews:
+        """Draw this step's random choices and build every view and target.
+
+        Draws the ROI and region rescale factors, then the CSR anchor mask,
+        from torch's global generator, in that order. :meth:`loss` and the
+        visualisation pass both start here, so they see the same draws for
+        the same generator state.
+
+        Args:
+            inputs (dict[str, Tensor]): From :class:`SAIPDataPreprocessor`,
+                see :meth:`loss`.
+
+        Returns:
+            SAIPViews: The views, grids, mask and targets.
+
+        Raises:
+            KeyError: If ``inputs`` lacks one of the keys in
+                ``SAIP_INPUT_KEYS``.
+        """
+        missing = [key for key in SAIP_INPUT_KEYS if key not in inputs]
+        if missing:
+            raise KeyError(f'SAIP inputs lack {missing} (found '
+                           f'{sorted(inputs)}). Pass the output of '
+                           'SAIPDataPreprocessor for a batch packed by '
+                           'PackSAIPInputs.')
+        global_views = inputs['global_views']
+        batch, num_global = global_views.shape[:2]
+        roi_factor = self.draw_rescale_factor()
+        region_factor = self.draw_rescale_factor()
+        # The second global view, upscaled, is masked and reconstructed.
+        csr_view = self.rescale(global_views[:, 1], self.csr_scale)
+        csr_grid = self.patch_grid(csr_view)
+        anchor_mask = anchor_grid_mask(
+            batch,
+            self.backbone.patch_resolution,
+            csr_grid,
+            mask_ratio=self.mask_ratio,
+            visible_count=self.csr_visible_count,
+            device=csr_view.device)
+        canvas = inputs['canvas']
+        canvas_grid = self.patch_grid(canvas)
+        return SAIPViews(
+            batch_size=batch,
+            num_global=num_global,
+            num_local=inputs['local_views'].shape[1],
+            # (B, V, C, H, W) -> (V * B, C, H, W), view-major.
+            global_flat=global_views.transpose(0, 1).flatten(0, 1),
+            local_flat=inputs['local_views'].transpose(0, 1).flatten(0, 1),
+            roi_factor=roi_factor,
+            region_factor=region_factor,
+            roi_view=self.rescale(inputs['roi_view'], roi_factor),
+            region_view=self.rescale(inputs['region_view'], region_factor),
+            csr_view=csr_view,
+            csr_grid=csr_grid,
+            anchor_mask=anchor_mask,
+            canvas=canvas,
+            canvas_grid=canvas_grid,
+            inst_target=self.masks_to_grid(inputs['inst_mask'], canvas_grid),
+            roi_target=self.masks_to_grid(inputs['roi_mask'], canvas_grid))
+
     def loss(self, inputs: Dict[str, torch.Tensor],
              data_samples: Optional[List[DataSample]] = None
              ) -> Dict[str, torch.Tensor]:
@@ -254,31 +360,10 @@ class SAIP(BaseSelfSupervisor):
             names: ``ema_momentum``, ``csm_teacher_temp``,
             ``csm_teacher_entropy``, ``css_inst_iou``, ``css_roi_iou``.
         """
-        # Views and masks.
-        global_views = inputs['global_views']
-        batch, num_global = global_views.shape[:2]
-        # (B, V, C, H, W) -> (V * B, C, H, W), view-major.
-        global_flat = global_views.transpose(0, 1).flatten(0, 1)
-        local_flat = inputs['local_views'].transpose(0, 1).flatten(0, 1)
-        num_local = inputs['local_views'].shape[1]
-        roi_view = self.rescale(inputs['roi_view'],
-                                self.draw_rescale_factor())
-        region_view = self.rescale(inputs['region_view'],
-                                   self.draw_rescale_factor())
-        # The second global view, upscaled, is masked and reconstructed.
-        csr_view = self.rescale(global_views[:, 1], self.csr_scale)
-        csr_grid = self.patch_grid(csr_view)
-        anchor_mask = anchor_grid_mask(
-            batch,
-            self.backbone.patch_resolution,
-            csr_grid,
-            mask_ratio=self.mask_ratio,
-            visible_count=self.csr_visible_count,
-            device=csr_view.device)
-        canvas = inputs['canvas']
-        canvas_grid = self.patch_grid(canvas)
-        inst_target = self.masks_to_grid(inputs['inst_mask'], canvas_grid)
-        roi_target = self.masks_to_grid(inputs['roi_mask'], canvas_grid)
+        views = self.prepare_views(inputs)
+        batch, num_global = views.batch_size, views.num_global
+        global_flat = views.global_flat
+        anchor_mask = views.anchor_mask
         epoch = self._cur_iter / self._iters_per_epoch
 
         # Teacher: global views for CSM, canvas tokens for CSS.
@@ -289,17 +374,17 @@ class SAIP(BaseSelfSupervisor):
             teacher_logits = self.teacher.module['neck'](
                 teacher_global.final_tokens[:, 0]).view(num_global, batch, -1)
             teacher_canvas = teacher_backbone.forward_views(
-                canvas, stop_at_tap=True)
+                views.canvas, stop_at_tap=True)
             canvas_tokens = teacher_canvas.tap_tokens[:, 1:]  # (B, L, C)
 
         # Student: all views but the canvas.
         student_global = self.backbone.forward_views(
             global_flat, return_attn=True)
-        student_local = self.backbone.forward_views(local_flat)
+        student_local = self.backbone.forward_views(views.local_flat)
         student_roi, student_region = self.encode_rescaled_views(
-            roi_view, region_view)
+            views.roi_view, views.region_view)
         student_masked = self.backbone.forward_views(
-            csr_view,
+            views.csr_view,
             stop_at_tap=True,
             visible_ids=anchor_mask.visible_ids,
             visible_padding=anchor_mask.visible_padding)
@@ -312,7 +397,7 @@ class SAIP(BaseSelfSupervisor):
             student_region.final_tokens[:, 0],
         ])  # ((V_g + V_l + 2) * B, C), view-major
         student_logits = self.neck(student_cls).view(
-            num_global + num_local + 2, batch, -1)
+            num_global + views.num_local + 2, batch, -1)
         losses = self.csm_head.loss(
             student_logits, teacher_logits, epoch=epoch)
         losses['loss_csm_attn'] = self.attn_distill_loss(
@@ -323,26 +408,26 @@ class SAIP(BaseSelfSupervisor):
         reference_cls = student_global.tap_tokens[:batch, 0]
         pred_ids = self.csr_head.hidden_patch_ids(anchor_mask.hidden)
         pred = self.csr_head(student_masked.tap_tokens, reference_cls,
-                             anchor_mask.visible_ids, csr_grid,
+                             anchor_mask.visible_ids, views.csr_grid,
                              anchor_mask.visible_padding, pred_ids)
         losses.update(
-            self.csr_head.loss(pred, csr_view, anchor_mask.hidden,
-                               csr_grid, pred_ids))
+            self.csr_head.loss(pred, views.csr_view, anchor_mask.hidden,
+                               views.csr_grid, pred_ids))
 
         # CSS: search the instance and the region in the teacher's canvas.
         mask_features = self.css_head.mask_features(canvas_tokens,
-                                                    canvas_grid)
+                                                    views.canvas_grid)
         inst_logits = self.css_head(student_global.tap_tokens[:batch],
                                     canvas_tokens, mask_features)
         roi_logits = self.css_head(student_roi.tap_tokens, canvas_tokens,
                                    mask_features)
         losses.update(
-            self.css_head.loss(inst_logits, roi_logits, inst_target,
-                               roi_target))
+            self.css_head.loss(inst_logits, roi_logits,
+                               views.inst_target, views.roi_target))
 
         # torch.full fills on the device; torch.tensor would copy the value
         # from the host at every step.
         losses['ema_momentum'] = torch.full((),
                                             self.teacher_momentum,
-                                            device=canvas.device)
+                                            device=views.canvas.device)
         return losses

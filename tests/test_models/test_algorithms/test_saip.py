@@ -321,3 +321,43 @@ def test_saip_step_copies_no_parameters(seeded):
             optimizer.zero_grad(set_to_none=True)
             model.update_teacher()
         assert recorder.copies == []
+
+
+def test_saip_prepare_views_shapes_and_draws(seeded):
+    model = build_model()
+    inputs = model.data_preprocessor(make_batch(), True)['inputs']
+    torch.manual_seed(5)
+    views = model.prepare_views(inputs)
+
+    assert (views.batch_size, views.num_global, views.num_local) == (2, 2, 2)
+    assert views.global_flat.shape == (4, 3, 64, 32)
+    # View-major: row V * B + b is view V of image b.
+    assert torch.equal(views.global_flat[3], inputs['global_views'][1, 1])
+    assert views.local_flat.shape == (4, 3, 32, 16)
+    assert views.roi_factor in model.rescale_factors
+    assert views.region_factor in model.rescale_factors
+    assert views.roi_view.shape[-2:] == (round(32 * views.roi_factor),
+                                         round(16 * views.roi_factor))
+    # Global view 1 upscaled by csr_scale (1.25): 64x32 -> 80x40.
+    assert views.csr_view.shape == (2, 3, 80, 40)
+    assert views.csr_grid == (10, 5)
+    assert views.anchor_mask.hidden.shape == (2, 50)
+    assert views.canvas_grid == (7, 7)
+    assert views.inst_target.shape == (2, 49)
+    assert views.inst_target.sum().item() == 2 * 4 * 2
+
+    # The same generator state gives the same draws, in the same order
+    # that SAIP.loss consumes them.
+    torch.manual_seed(5)
+    again = model.prepare_views(inputs)
+    assert (again.roi_factor, again.region_factor) == (views.roi_factor,
+                                                        views.region_factor)
+    assert torch.equal(again.anchor_mask.hidden, views.anchor_mask.hidden)
+
+
+def test_saip_loss_missing_input_key(seeded):
+    model = build_model()
+    inputs = model.data_preprocessor(make_batch(), True)['inputs']
+    del inputs['roi_mask']
+    with pytest.raises(KeyError, match='roi_mask'):
+        model.loss(inputs)
