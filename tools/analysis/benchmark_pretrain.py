@@ -80,7 +80,7 @@ def parse_args() -> argparse.Namespace:
         '--cfg-options', nargs='+', action=DictAction,
         help='override config entries, e.g. '
         'train_dataloader.dataset.data_root=/data/crops '
-        'optim_wrapper.optimizer.foreach=True')
+        'optim_wrapper.optimizer.fused=False')
     args = parser.parse_args()
     for name in ('batch_size', 'iters', 'num_images'):
         if getattr(args, name) < 1:
@@ -368,7 +368,7 @@ def format_table(report: Dict) -> str:
     add('  forward (teacher + student)', 'forward_flops', '{:.1f}', 1e-9)
     add('  backward', 'backward_flops', '{:.1f}', 1e-9)
     add('achieved GFLOP/s', 'achieved_flops_per_s', '{:.1f}', 1e-9)
-    add('matmul GFLOP/s before the steps', 'matmul_flops_per_s', '{:.1f}',
+    add('matmul GFLOP/s, median per step', 'matmul_flops_per_s', '{:.1f}',
         1e-9)
     add('MFU vs measured matmul', 'mfu', '{:.1%}')
     add('peak memory (MiB)', 'peak_memory_bytes', '{:.0f}', 2**-20)
