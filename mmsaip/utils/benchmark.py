@@ -119,7 +119,8 @@ def synchronize(device: torch.device) -> None:
 def time_call(fn: Callable[[], Any],
               iters: int,
               warmup: int = 1,
-              device: torch.device = torch.device('cpu')) -> List[float]:
+              device: torch.device = torch.device('cpu'),
+              before_each: Optional[Callable[[], Any]] = None) -> List[float]:
     """Time ``fn`` after ``warmup`` untimed calls.
 
     Args:
@@ -128,6 +129,8 @@ def time_call(fn: Callable[[], Any],
         warmup (int): Untimed calls first. Defaults to 1.
         device (torch.device): Synchronised around every timed call, so GPU
             work is included. Defaults to CPU.
+        before_each (Callable, optional): Called without arguments before
+            each timed call, outside the timing. Defaults to None.
 
     Returns:
         list[float]: Seconds per timed call.
@@ -139,6 +142,9 @@ def time_call(fn: Callable[[], Any],
     synchronize(device)
     seconds = []
     for _ in range(iters):
+        if before_each is not None:
+            before_each()
+            synchronize(device)
         start = time.perf_counter()
         fn()
         synchronize(device)

@@ -4,7 +4,6 @@ from typing import Dict, NamedTuple, Tuple
 import torch
 from mmengine.model import is_model_wrapper
 
-
 BRANCHES = ('teacher', 'student')
 
 
@@ -121,17 +120,13 @@ def run_saip_visual_pass(model: torch.nn.Module,
 
     # The same views, masks and random draws as SAIP.loss.
     views = model.prepare_views(inputs)
-    batch, num_global = views.batch_size, views.num_global
     global_views = inputs['global_views']
-    canvas = views.canvas
-    csr_view, csr_grid = views.csr_view, views.csr_grid
-    canvas_grid = views.canvas_grid
     anchor_mask = views.anchor_mask
 
     # Teacher canvas tokens, as CSS reads them in training.
     teacher_backbone = model.teacher.module['backbone']
     canvas_tokens = teacher_backbone.forward_views(
-        canvas, stop_at_tap=True).tap_tokens[:, 1:]  # (B, L, C)
+        views.canvas, stop_at_tap=True).tap_tokens[:, 1:]  # (B, L, C)
 
     # Student tap tokens of global view 0, the ROI view and the masked view.
     first_global = model.backbone.forward_views(
@@ -139,7 +134,7 @@ def run_saip_visual_pass(model: torch.nn.Module,
     student_roi = model.backbone.forward_views(
         views.roi_view, stop_at_tap=True)
     student_masked = model.backbone.forward_views(
-        csr_view,
+        views.csr_view,
         stop_at_tap=True,
         visible_ids=anchor_mask.visible_ids,
         visible_padding=anchor_mask.visible_padding)
@@ -147,14 +142,15 @@ def run_saip_visual_pass(model: torch.nn.Module,
     # CSR prediction of every patch of the upscaled view.
     csr_pred = model.csr_head(student_masked.tap_tokens,
                               first_global.tap_tokens[:, 0],
-                              anchor_mask.visible_ids, csr_grid,
+                              anchor_mask.visible_ids, views.csr_grid,
                               anchor_mask.visible_padding)
     encoder_visible = _visible_to_grid(anchor_mask.visible_ids,
                                        anchor_mask.visible_padding,
                                        anchor_mask.hidden.shape[1])
 
     # CSS search logits for the instance and the ROI.
-    mask_features = model.css_head.mask_features(canvas_tokens, canvas_grid)
+    mask_features = model.css_head.mask_features(canvas_tokens,
+                                                 views.canvas_grid)
     inst_logits = model.css_head(first_global.tap_tokens, canvas_tokens,
                                  mask_features)
     roi_logits = model.css_head(student_roi.tap_tokens, canvas_tokens,
@@ -169,7 +165,8 @@ def run_saip_visual_pass(model: torch.nn.Module,
     # Row 0 of the query-key map, without the class-token column:
     # (V * B, heads, L) -> (V, B, heads, H, W) -> (B, V, heads, H, W).
     cls_attention = attn_out.attn_maps.query_key[:, :, 0, 1:]
-    cls_attention = cls_attention.reshape(num_global, batch, -1,
+    cls_attention = cls_attention.reshape(views.num_global,
+                                          views.batch_size, -1,
                                           *attn_grid).transpose(0, 1)
 
     preprocessor = model.data_preprocessor
@@ -180,21 +177,21 @@ def run_saip_visual_pass(model: torch.nn.Module,
         region_view=views.region_view.cpu(),
         roi_factor=float(views.roi_factor),
         region_factor=float(views.region_factor),
-        canvas=canvas.cpu(),
+        canvas=views.canvas.cpu(),
         inst_mask=inputs['inst_mask'].cpu(),
         roi_mask=inputs['roi_mask'].cpu(),
-        canvas_grid=tuple(canvas_grid),
+        canvas_grid=tuple(views.canvas_grid),
         inst_target=views.inst_target.cpu(),
         roi_target=views.roi_target.cpu(),
         inst_logits=inst_logits.float().cpu(),
         roi_logits=roi_logits.float().cpu(),
-        csr_view=csr_view.cpu(),
-        csr_grid=tuple(csr_grid),
+        csr_view=views.csr_view.cpu(),
+        csr_grid=tuple(views.csr_grid),
         csr_hidden=anchor_mask.hidden.cpu(),
         csr_encoder_visible=encoder_visible.cpu(),
         csr_pred=csr_pred.float().cpu(),
-        csr_target_patches=model.csr_head.patchify(csr_view,
-                                                   csr_grid).float().cpu(),
+        csr_target_patches=model.csr_head.patchify(
+            views.csr_view, views.csr_grid).float().cpu(),
         cls_attention=cls_attention.float().cpu(),
         attn_grid=attn_grid,
         branch=branch,

@@ -1,4 +1,6 @@
 """Optimizer wrappers that skip non-finite steps."""
+from typing import Optional
+
 import pytest
 import torch
 import torch.nn as nn
@@ -9,7 +11,7 @@ from mmsaip.engine.optimizers import NonFiniteLossError
 
 
 def build_wrapper(wrapper_type: str, model: nn.Module,
-                  adamw_kwargs: dict = None, **kwargs):
+                  adamw_kwargs: Optional[dict] = None, **kwargs):
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=0.1, **(adamw_kwargs or {}))
     return OPTIM_WRAPPERS.build(

@@ -79,6 +79,16 @@ def test_time_call_runs_warmup_and_iters():
         time_call(lambda: None, iters=0)
 
 
+def test_time_call_before_each_untimed():
+    order = []
+    seconds = time_call(lambda: order.append('call'), iters=2, warmup=1,
+                        before_each=lambda: order.append(time.sleep(0.05)))
+    # Not before the warm-up call, once before each timed call.
+    assert order == ['call', None, 'call', None, 'call']
+    assert len(seconds) == 2
+    assert all(value < 0.04 for value in seconds)
+
+
 def test_measure_matmul_rate_positive():
     rate = measure_matmul_rate(size=128, iters=2, warmup=1)
     assert math.isfinite(rate)

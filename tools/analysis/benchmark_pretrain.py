@@ -173,20 +173,24 @@ def measure_step(step: TrainStep, inputs, batch_size: int, args,
     cores.
     """
     matmul_dtype = AMP_DTYPES[args.amp] or torch.float32
-    for index in range(args.warmup):
-        torch.manual_seed(STEP_SEED + index)
+    seeds = iter(range(STEP_SEED, STEP_SEED + args.warmup + args.iters))
+    matmul_rates = []
+
+    def seeded_step() -> None:
+        torch.manual_seed(next(seeds))
         step(inputs)
-    seconds, matmul_rates = [], []
-    for index in range(args.warmup, args.warmup + args.iters):
+
+    def measure_reference() -> None:
         matmul_rates.append(
             measure_matmul_rate(
                 MATMUL_SIZE, matmul_dtype, device, iters=3, warmup=1))
-        torch.manual_seed(STEP_SEED + index)
-        synchronize(device)
-        start = time.perf_counter()
-        step(inputs)
-        synchronize(device)
-        seconds.append(time.perf_counter() - start)
+
+    seconds = time_call(
+        seeded_step,
+        args.iters,
+        args.warmup,
+        device,
+        before_each=measure_reference)
 
     with PeakMemory(device) as memory:
         torch.manual_seed(STEP_SEED + args.warmup)

@@ -26,7 +26,7 @@ class _WeightNormalizedLinear(torch.autograd.Function):
       - (sum_j g[j, k] y[j, k]) w[k] / n[k]^2``,
 
     where the second term of ``dL/dw`` is zero for rows with
-    ``|w[k]| < eps``, because the clamp holds ``n[k]`` constant there.
+    ``|w[k]| < eps``, because the clamp keeps ``n[k]`` constant there.
     """
 
     @staticmethod
